@@ -1,0 +1,40 @@
+# GenerateVision — two commands do all set-up on a fresh machine:
+#   make book   # create .venv, install, execute every chapter (PROFILE=ci by default), render _build/html/
+#   make test   # create .venv, install, lint, unit tests, execute chapters (papermill) + nbval, build the site
+# Both are idempotent: the second run skips the install (a stamp keyed on requirements.txt + pyproject.toml).
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+PROFILE ?= ci
+JOBS   ?= 2
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+
+.PHONY: book test venv lint clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@if [ -d .git ]; then $(BIN)/nbstripout --install --keep-count --attributes .gitattributes >/dev/null 2>&1 || true; fi
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+book: venv
+	$(BIN)/python tools/course.py book --profile $(PROFILE) --jobs $(JOBS)
+	@echo "open _build/html/index.html"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/nbstripout --verify --keep-count chapters/*.ipynb
+
+test: lint
+	COURSE_PROFILE=ci $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax tests chapters
+	$(BIN)/python tools/course.py build
+
+clean:
+	rm -rf _build

@@ -1,0 +1,146 @@
+"""Time the companion's from-scratch ops against PyTorch's built-ins, forward + backward.
+
+Usage::
+
+    python tools/benchmark.py            # full run, prints a markdown table
+    python tools/benchmark.py --repeats 5 --quick
+
+Each row is the median wall time of ``forward + backward`` (gradients for every input)
+over ``--repeats`` runs after warm-up, for ``companion.ops`` and for ``torch.nn.functional``
+measured in the same process, and their ratio. Conv targets: <= 3x F.conv2d; attention
+targets: <= 1.5x F.scaled_dot_product_attention (at <= 65 tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from companion import ops  # noqa: E402
+
+# (label, input shape, weight shape, stride, padding)
+CONV_CASES = [
+    ("LeNet conv1", (64, 1, 28, 28), (6, 1, 5, 5), 1, 0),
+    ("LeNet conv2", (64, 6, 14, 14), (16, 6, 5, 5), 1, 0),
+    ("VGG 3x3", (32, 64, 32, 32), (64, 64, 3, 3), 1, 1),
+    ("ResNet 3x3", (64, 16, 32, 32), (16, 16, 3, 3), 1, 1),
+    ("ResNet 3x3 s2", (64, 16, 32, 32), (32, 16, 3, 3), 2, 1),
+]
+# (label, q/k/v shape [B, heads, tokens, head_dim])
+ATTN_CASES = [
+    ("ViT 4x4 patches (17 tok)", (64, 4, 17, 32)),
+    ("ViT 7x7 patches (50 tok)", (64, 4, 50, 32)),
+    ("ViT 8x8 patches (65 tok)", (64, 4, 65, 32)),
+]
+CONV_TARGET = 3.0
+ATTN_TARGET = 1.5
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (falls back to platform.processor())."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def median_time(fn: Callable[[], None], repeats: int, warmup: int = 3) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` timed calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def fwd_bwd(op: Callable[..., torch.Tensor], inputs: list[torch.Tensor], **kwargs) -> Callable[[], None]:
+    """A closure running ``op(*inputs).backward(g)`` with gradients for every input."""
+    with torch.no_grad():
+        grad_out = torch.randn_like(op(*inputs, **kwargs))
+
+    def run() -> None:
+        for t in inputs:
+            t.grad = None
+        op(*inputs, **kwargs).backward(grad_out)
+
+    return run
+
+
+def interleaved(ours: Callable[[], None], ref: Callable[[], None], repeats: int) -> tuple[float, float]:
+    """Time both in alternating blocks so that drift (turbo, other load) hits them alike."""
+    t_ours, t_ref = [], []
+    for _ in range(3):
+        t_ours.append(median_time(ours, max(1, repeats // 3)))
+        t_ref.append(median_time(ref, max(1, repeats // 3)))
+    return statistics.median(t_ours), statistics.median(t_ref)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15, help="timed runs per op (default 15)")
+    parser.add_argument("--quick", action="store_true", help="conv: only the first two cases")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    print(
+        f"Hardware: {cpu_model()}, {torch.get_num_threads()} torch threads; "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
+    print()
+    print("| op | shape | ours (ms) | PyTorch (ms) | ratio | target | pass |")
+    print("|---|---|---:|---:|---:|---:|:---:|")
+    failures = 0
+
+    conv_cases = CONV_CASES[:2] if args.quick else CONV_CASES
+    for label, x_shape, w_shape, stride, padding in conv_cases:
+        x = torch.randn(x_shape, requires_grad=True)
+        w = (torch.randn(w_shape) * 0.1).requires_grad_()
+        b = torch.zeros(w_shape[0], requires_grad=True)
+        kw = {"stride": stride, "padding": padding}
+        t_ours, t_ref = interleaved(fwd_bwd(ops.conv2d, [x, w, b], **kw), fwd_bwd(F.conv2d, [x, w, b], **kw), args.repeats)
+        ratio = t_ours / t_ref
+        ok = ratio <= CONV_TARGET
+        failures += not ok
+        shape = f"{list(x_shape)} x {list(w_shape)}" + (f" s{stride}" if stride != 1 else "")
+        print(
+            f"| conv2d {label} | {shape} | {t_ours * 1e3:.2f} | {t_ref * 1e3:.2f} | {ratio:.2f}x "
+            f"| <= {CONV_TARGET:g}x | {'pass' if ok else 'FAIL'} |"
+        )
+
+    for label, shape in ATTN_CASES:
+        q, k, v = (torch.randn(shape, requires_grad=True) for _ in range(3))
+        t_ours, t_ref = interleaved(
+            fwd_bwd(ops.scaled_dot_product_attention, [q, k, v]),
+            fwd_bwd(F.scaled_dot_product_attention, [q, k, v]),
+            args.repeats,
+        )
+        ratio = t_ours / t_ref
+        ok = ratio <= ATTN_TARGET
+        failures += not ok
+        print(
+            f"| attention {label} | {list(shape)} | {t_ours * 1e3:.2f} | {t_ref * 1e3:.2f} | {ratio:.2f}x "
+            f"| <= {ATTN_TARGET:g}x | {'pass' if ok else 'FAIL'} |"
+        )
+
+    print()
+    print(f"{failures} of the rows above miss their target." if failures else "All rows meet their targets.")
+
+
+if __name__ == "__main__":
+    main()
