@@ -20,7 +20,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
-	@if [ -d .git ]; then $(BIN)/nbstripout --install --keep-count --attributes .gitattributes >/dev/null 2>&1 || true; fi
+	@if [ -d .git ]; then git config filter.nbstripout.clean "$(abspath $(BIN))/python -m nbstripout --keep-count" && \
+	  git config filter.nbstripout.smudge cat && git config filter.nbstripout.required true; fi
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
