@@ -23,7 +23,8 @@ tensors as read-only (``.clone()`` before changing them in place).
 
 Also here: scikit-learn's 8x8 digits and sample photos, a dSprites-style shape generator and 2-D toy
 distributions (eight Gaussians, two moons, swiss roll). Everything random takes a ``seed`` and is
-reproducible on every machine. ``import companion.data`` stays light: scikit-learn is imported lazily.
+reproducible on every machine. ``import companion.data`` stays light: scikit-learn is never imported at
+module level (its bundled digits and photos are read straight from its package folder).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import importlib.util
 import math
 import operator
 import os
@@ -749,18 +751,39 @@ def mnist_splits(
 # --------------------------------------------------------------------------------------------------------
 
 
+def _sklearn_file(*parts: str) -> Path | None:
+    """A data file shipped inside scikit-learn, found WITHOUT importing it (``import sklearn`` takes seconds)."""
+    try:
+        spec = importlib.util.find_spec("sklearn")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        path = Path(location, *parts)
+        if path.is_file():
+            return path
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def _digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
+    csv = _sklearn_file("datasets", "data", "digits.csv.gz")
+    if csv is not None:  # the same file load_digits() reads: 64 pixel values (0..16) then the label, per row
+        table = np.loadtxt(csv, delimiter=",", dtype=np.float32)
+        images, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1]
+    else:  # pragma: no cover - a scikit-learn that keeps its data elsewhere
+        from sklearn.datasets import load_digits
 
-    d = load_digits()
-    x = torch.from_numpy(np.asarray(d.images, dtype=np.float32) / 16.0).unsqueeze(1)
-    y = torch.from_numpy(np.asarray(d.target, dtype=np.int64))
+        bunch = load_digits()
+        images, target = bunch.images, bunch.target
+    x = torch.from_numpy(np.asarray(images, dtype=np.float32) / 16.0).unsqueeze(1)
+    y = torch.from_numpy(np.asarray(target, dtype=np.int64))
     return x, y
 
 
 def digits() -> TensorDataset:
-    """scikit-learn's 8x8 handwritten digits (ships with scikit-learn, no download). Introduced in chapter 01.
+    """scikit-learn's 8x8 handwritten digits (ship with scikit-learn, no download). Introduced in chapter 01.
 
     Returns:
         ``TensorDataset(images, labels)``: images float32 ``[1797, 1, 8, 8]`` in [0, 1], labels int64 ``[1797]``.
@@ -770,14 +793,23 @@ def digits() -> TensorDataset:
 
 @functools.lru_cache(maxsize=1)
 def _sample_images_cached() -> dict[str, torch.Tensor]:
-    from sklearn.datasets import load_sample_images
+    files = {name: _sklearn_file("datasets", "images", f"{name}.jpg") for name in ("china", "flower")}
+    arrays: dict[str, np.ndarray] = {}
+    if all(files.values()):  # the same JPEGs load_sample_images() reads, decoded with Pillow like it does
+        from PIL import Image
 
-    bunch = load_sample_images()
-    out = {}
-    for filename, image in zip(bunch.filenames, bunch.images):
-        array = np.asarray(image, dtype=np.float32) / 255.0  # [H, W, 3]
-        out[Path(filename).stem] = torch.from_numpy(array).permute(2, 0, 1).contiguous()
-    return out
+        for name, path in files.items():
+            with Image.open(path) as image:  # type: ignore[arg-type]
+                arrays[name] = np.asarray(image.convert("RGB"))
+    else:  # pragma: no cover - a scikit-learn that keeps its images elsewhere
+        from sklearn.datasets import load_sample_images
+
+        bunch = load_sample_images()
+        arrays = {Path(f).stem: img for f, img in zip(bunch.filenames, bunch.images)}
+    return {
+        name: torch.from_numpy(np.asarray(a, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+        for name, a in arrays.items()
+    }
 
 
 def sample_images() -> dict[str, torch.Tensor]:
