@@ -3,13 +3,9 @@
 Every chapter starts with a papermill ``parameters`` cell that sets ``PROFILE``. This module turns that name
 into a :class:`Profile`:
 
-======= ====================================== ============================================
-name    where                                  budget per notebook
-======= ====================================== ============================================
-``ci``  CI, tests, quick book builds            ≤ 45 s on 2 CPU cores, small data
-``cpu`` a reader's laptop (auto without a GPU)  ≤ 5 min on a 4-core CPU
-``gpu`` Colab T4 or any CUDA GPU (auto with one) ≤ 30 min, full training
-======= ====================================== ============================================
+* ``ci`` — CI, tests and quick book builds: ≤ 45 s on 2 CPU cores, small data.
+* ``cpu`` — a reader's laptop (what ``auto`` picks without a GPU): ≤ 5 min on a 4-core CPU.
+* ``gpu`` — Colab T4 or any CUDA GPU (what ``auto`` picks with one): ≤ 30 min, full training.
 
 Resolution order: the notebook's parameter, else ``$COURSE_PROFILE``, else ``auto`` (``gpu`` when CUDA is
 available, ``cpu`` otherwise). Introduced in chapter 01.
@@ -127,8 +123,8 @@ def setup(name: str | None = None, seed: int = 0, data: str | None = None, devic
     profile = get_profile(name, seed=seed, device=device)
     seed_everything(profile.seed)
     if profile.name == "ci":
-        # Small runs are faster and repeatable with few threads; 2 cores is the ci budget.
-        torch.set_num_threads(min(2, torch.get_num_threads()))
+        # Tiny tensors run faster on one thread, and CI executes two notebooks at once on 2 cores.
+        torch.set_num_threads(1)
     parts = [f"profile={profile.name}"]
     if profile.requested.strip().lower() == "auto":
         parts[0] += " (auto)"

@@ -228,9 +228,8 @@ def solution_page(path: Path) -> str:
         ex = exercises.get(ex_id)
         fn_src = ast.get_source_segment(source, funcs[name])
         label = "sol-" + ex_id.replace(".", "-")
-        chapter = next(p.stem for p in chapter_paths() if p.stem.startswith(ex_id[:2]))
         out += [f"({label})=", f"## Exercise {ex_id} · {ex.title}", "",
-                f"Back to the exercise in [the chapter](../chapters/{chapter}.ipynb).", "",
+                f"Back to the exercise in [the chapter](../chapters/{path.stem}.ipynb).", "",
                 "```python", fn_src, "```", ""]
     return "\n".join(out)
 
@@ -252,6 +251,20 @@ def checkpoint_table() -> str:
     return "\n".join(rows)
 
 
+def merged_bibliography() -> str:
+    """``book/references.bib`` plus every chapter's ``book/bib/chNN.bib``, each key once (first wins)."""
+    entries: dict[str, str] = {}
+    files = [ROOT / "book" / "references.bib", *sorted((ROOT / "book" / "bib").glob("*.bib"))]
+    for f in files:
+        if not f.is_file():
+            continue
+        for chunk in re.split(r"(?m)^(?=@)", f.read_text()):
+            m = re.match(r"@\w+\s*\{\s*([^,\s]+)\s*,", chunk)
+            if m:
+                entries.setdefault(m.group(1).lower(), chunk.strip() + "\n")
+    return "\n".join(entries[k] for k in sorted(entries))
+
+
 def assemble() -> None:
     """Lay out ``_build/src``: front matter, executed chapters, generated solution pages."""
     missing = [p.name for p in chapter_paths() if not (EXECUTED / p.name).is_file()]
@@ -259,14 +272,15 @@ def assemble() -> None:
         raise SystemExit(f"no executed copies of {missing} in {EXECUTED}: run `make book` (or `make test`) first")
     if SRC.exists():
         shutil.rmtree(SRC)
-    shutil.copytree(ROOT / "book", SRC / "book")
+    shutil.copytree(ROOT / "book", SRC / "book", ignore=shutil.ignore_patterns("bib"))
+    (SRC / "book" / "references.bib").write_text(merged_bibliography())
     (SRC / "chapters").mkdir(parents=True)
     for p in chapter_paths():
         shutil.copy2(EXECUTED / p.name, SRC / "chapters" / p.name)
     with open(SRC / "book" / "checkpoints.md", "a") as f:
         f.write("\n" + checkpoint_table() + "\n")
     (SRC / "solutions").mkdir()
-    for sol in sorted(SOLUTIONS.glob("[0-9][0-9]_*.py")):
+    for sol in (SOLUTIONS / f"{p.stem}.py" for p in chapter_paths()):
         (SRC / "solutions" / f"{sol.stem}.md").write_text(solution_page(sol))
 
 
