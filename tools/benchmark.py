@@ -4,16 +4,20 @@ Usage::
 
     python tools/benchmark.py            # full run, prints a markdown table
     python tools/benchmark.py --repeats 5 --quick
+    python tools/benchmark.py --threads 1  # less sensitive to other processes
 
 Each row is the median wall time of ``forward + backward`` (gradients for every input)
 over ``--repeats`` runs after warm-up, for ``companion.ops`` and for ``torch.nn.functional``
-measured in the same process, and their ratio. Conv targets: <= 3x F.conv2d; attention
-targets: <= 1.5x F.scaled_dot_product_attention (at <= 65 tokens).
+measured alternately in the same process, and the median of the per-pair ratios. Other
+processes on the machine disturb the times (the load average is printed); the ratio is the
+robust number. Targets: conv <= 3x F.conv2d; attention <= 1.5x
+F.scaled_dot_product_attention (at <= 65 tokens).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -57,16 +61,25 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def median_time(fn: Callable[[], None], repeats: int, warmup: int = 3) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` timed calls after ``warmup`` untimed ones."""
+def paired_times(
+    ours: Callable[[], None], ref: Callable[[], None], repeats: int, warmup: int = 3
+) -> tuple[float, float, float]:
+    """Median seconds of each, and the median of per-pair ratios ours/ref.
+
+    The two are run alternately (ours, ref, ref, ours, ...) so that load from other processes
+    and clock changes hit both alike; the per-pair ratio is more stable than a ratio of medians.
+    """
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        ours()
+        ref()
+    t_ours, t_ref = [], []
+    for i in range(repeats):
+        for fn, times in ((ours, t_ours), (ref, t_ref))[:: 1 if i % 2 == 0 else -1]:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    ratios = [a / b for a, b in zip(t_ours, t_ref)]
+    return statistics.median(t_ours), statistics.median(t_ref), statistics.median(ratios)
 
 
 def fwd_bwd(op: Callable[..., torch.Tensor], inputs: list[torch.Tensor], **kwargs) -> Callable[[], None]:
@@ -82,25 +95,20 @@ def fwd_bwd(op: Callable[..., torch.Tensor], inputs: list[torch.Tensor], **kwarg
     return run
 
 
-def interleaved(ours: Callable[[], None], ref: Callable[[], None], repeats: int) -> tuple[float, float]:
-    """Time both in alternating blocks so that drift (turbo, other load) hits them alike."""
-    t_ours, t_ref = [], []
-    for _ in range(3):
-        t_ours.append(median_time(ours, max(1, repeats // 3)))
-        t_ref.append(median_time(ref, max(1, repeats // 3)))
-    return statistics.median(t_ours), statistics.median(t_ref)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per op (default 15)")
     parser.add_argument("--quick", action="store_true", help="conv: only the first two cases")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"Hardware: {cpu_model()}, {torch.get_num_threads()} torch threads; "
-        f"torch {torch.__version__}, Python {platform.python_version()}"
+        f"Hardware: {cpu_model()} ({os.cpu_count()} logical CPUs), {torch.get_num_threads()} torch threads; "
+        f"torch {torch.__version__}, Python {platform.python_version()}; 1-min load average {load:.1f} at start"
     )
     print()
     print("| op | shape | ours (ms) | PyTorch (ms) | ratio | target | pass |")
@@ -113,8 +121,9 @@ def main() -> None:
         w = (torch.randn(w_shape) * 0.1).requires_grad_()
         b = torch.zeros(w_shape[0], requires_grad=True)
         kw = {"stride": stride, "padding": padding}
-        t_ours, t_ref = interleaved(fwd_bwd(ops.conv2d, [x, w, b], **kw), fwd_bwd(F.conv2d, [x, w, b], **kw), args.repeats)
-        ratio = t_ours / t_ref
+        t_ours, t_ref, ratio = paired_times(
+            fwd_bwd(ops.conv2d, [x, w, b], **kw), fwd_bwd(F.conv2d, [x, w, b], **kw), args.repeats
+        )
         ok = ratio <= CONV_TARGET
         failures += not ok
         shape = f"{list(x_shape)} x {list(w_shape)}" + (f" s{stride}" if stride != 1 else "")
@@ -125,12 +134,11 @@ def main() -> None:
 
     for label, shape in ATTN_CASES:
         q, k, v = (torch.randn(shape, requires_grad=True) for _ in range(3))
-        t_ours, t_ref = interleaved(
+        t_ours, t_ref, ratio = paired_times(
             fwd_bwd(ops.scaled_dot_product_attention, [q, k, v]),
             fwd_bwd(F.scaled_dot_product_attention, [q, k, v]),
             args.repeats,
         )
-        ratio = t_ours / t_ref
         ok = ratio <= ATTN_TARGET
         failures += not ok
         print(
