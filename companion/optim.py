@@ -10,7 +10,7 @@
 Notation in the comments: theta = parameters, g_t = gradient at step t, eta = learning rate,
 lambda = weight decay, mu = momentum, tau = dampening, beta1/beta2 = Adam's decay rates.
 
-SGD is introduced in chapter 03, Adam in chapter 05, AdamW and the schedules in chapter 08.
+All of them are introduced in chapter 06 (training craft); SGD already trains the models of chapters 02–05.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class SGD(Optimizer):
         weight_decay: lambda, >= 0.
         nesterov: Nesterov momentum; needs momentum > 0 and dampening = 0.
 
-    Introduced in chapter 03.
+    Introduced in chapter 06.
     """
 
     def __init__(
@@ -137,7 +137,7 @@ class Adam(Optimizer):
         weight_decay: lambda (L2 penalty added to the gradient; see ``AdamW`` for decoupled decay).
         amsgrad: use the running maximum of v_t.
 
-    Introduced in chapter 05.
+    Introduced in chapter 06.
     """
 
     decoupled_weight_decay = False
@@ -214,7 +214,7 @@ class AdamW(Adam):
 
     Defaults as ``torch.optim.AdamW`` (weight_decay=1e-2).
 
-    Introduced in chapter 08.
+    Introduced in chapter 06.
     """
 
     decoupled_weight_decay = True
@@ -261,7 +261,7 @@ def warmup_cosine(
         warmup_steps: 0 <= warmup_steps <= total_steps.
         base_lr: the peak learning rate; min_lr: the floor reached at ``total_steps``.
 
-    Introduced in chapter 08.
+    Introduced in chapter 06.
     """
     if total_steps <= 0 or not 0 <= warmup_steps <= total_steps:
         raise ValueError(
@@ -302,7 +302,7 @@ def one_cycle(
         max_lr: the peak. pct_start: fraction of the cycle spent increasing.
         div_factor, final_div_factor: as in OneCycleLR.
 
-    Introduced in chapter 08.
+    Introduced in chapter 06.
     """
     if total_steps <= 0:
         raise ValueError(f"total_steps must be positive, got {total_steps}")
@@ -327,7 +327,7 @@ def lambda_schedule(optimizer: Optimizer, fn: Callable[[int], float]) -> LambdaL
     Call ``scheduler.step()`` after each ``optimizer.step()``, as with any PyTorch scheduler.
     Groups must start with a positive lr.
 
-    Introduced in chapter 08.
+    Introduced in chapter 06.
     """
     base_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
     if any(lr <= 0 for lr in base_lrs):
