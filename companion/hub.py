@@ -20,7 +20,6 @@ import importlib
 import json
 import os
 import platform
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .train import atomic_save
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 CARD_FIELDS = ("name", "description", "data", "steps", "profile", "hardware", "metrics", "torch_version", "sha256")
@@ -145,16 +146,7 @@ def save(name: str, model: nn.Module, info: dict[str, Any], profile: str,
          directory: str | os.PathLike | None = None) -> dict[str, Any]:
     """Write ``model``'s weights atomically and its card; returns the card."""
     weights, card_path = paths(name, directory)
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=weights.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, weights)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, weights)
     recipe = RECIPES[name]
     new_card = {
         "name": name,
