@@ -4,7 +4,7 @@
   running statistics used at evaluation time (chapter 05).
 
 Parameters and buffers carry the same names as in ``torch.nn`` (``weight``, ``bias``,
-``running_mean``, ``running_var``, ``num_batches_tracked``), so ``state_dict``s load both ways.
+``running_mean``, ``running_var``, ``num_batches_tracked``), so state dicts load both ways.
 """
 
 from __future__ import annotations
