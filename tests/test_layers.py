@@ -14,15 +14,6 @@ DTYPE = torch.float64
 TOL = dict(rtol=1e-10, atol=1e-10)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: a thread pool only adds latency (a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pair(num_features: int = 3, **kwargs) -> tuple[BatchNorm2d, nn.BatchNorm2d]:
     """Ours and PyTorch's, with the same random affine parameters."""
     ours = BatchNorm2d(num_features, **kwargs).to(DTYPE)

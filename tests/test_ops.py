@@ -18,15 +18,6 @@ DTYPE = torch.float64
 TOL = dict(rtol=1e-10, atol=1e-10)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: a thread pool only adds latency (a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _randn(*shape: int, seed: int = 0, requires_grad: bool = True) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=g, dtype=DTYPE).requires_grad_(requires_grad)

@@ -16,15 +16,6 @@ TOL = dict(rtol=1e-12, atol=1e-12)
 STEPS = 20
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: a thread pool only adds latency (a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).to(DTYPE)
