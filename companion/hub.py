@@ -54,6 +54,9 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "mlp_mnist": Recipe(build="companion.mlp:build_hub_mlp", train="companion.mlp:train_hub_mlp", chapter="02"),
     "lenet_mnist": Recipe(build="companion.cnn:build_hub_lenet", train="companion.cnn:train_hub_lenet", chapter="04"),
+    "resnet_mnist": Recipe(build="companion.resnet:build_hub_resnet", train="companion.resnet:train_hub_resnet",
+                           chapter="07"),
+    "vit_mnist": Recipe(build="companion.vit:build_hub_vit", train="companion.vit:train_hub_vit", chapter="08"),
 }
 
 

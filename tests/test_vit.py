@@ -1,0 +1,320 @@
+"""companion.vit against PyTorch's own modules and closed forms; bad inputs; determinism."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from companion import hub, ops, vit
+from companion.train import count_parameters
+
+
+def _randn(*shape, seed=0, dtype=torch.float32):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_config_derived_sizes_and_tiny_preset():
+    cfg = vit.ViTConfig(patch_size=4)
+    assert (cfg.grid, cfg.num_patches, cfg.num_tokens) == (7, 49, 50)
+    assert vit.ViTConfig(patch_size=4, pool="mean").num_tokens == 49
+    tiny = vit.ViTConfig.tiny()
+    assert (tiny.patch_size, tiny.dim, tiny.depth, tiny.num_tokens) == (7, 32, 2, 17)
+    assert vit.ViTConfig.tiny(pos="rope").pos == "rope"
+    assert cfg.replace(patch_size=2).num_patches == 196
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(patch_size=5), "does not divide image_size"),
+    (dict(dim=30, heads=4), "does not divide dim"),
+    (dict(pos="alibi"), "pos must be one of"),
+    (dict(pool="max"), "pool must be one of"),
+    (dict(pos="sincos", dim=18, heads=2), "divisible by 4"),
+    (dict(pos="rope", dim=24, heads=4), "head size divisible by 4"),
+])
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        vit.ViTConfig(**kwargs)
+
+
+# ----------------------------------------------------------------------------- patches
+
+
+@pytest.mark.parametrize(("shape", "p"), [((2, 3, 8, 12), 4), ((1, 1, 28, 28), 7), ((2, 2, 6, 6), 1), ((1, 3, 5, 5), 5)])
+def test_patchify_equals_unfold_and_unpatchify_inverts(shape, p):
+    x = _randn(*shape)
+    patches = vit.patchify(x, p)
+    assert torch.equal(patches, F.unfold(x, p, stride=p).transpose(1, 2))
+    assert torch.equal(vit.unpatchify(patches, p, shape[1], shape[2], shape[3]), x)
+
+
+def test_patchify_order_is_row_major():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert vit.patchify(x, 2)[0].tolist() == [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
+
+
+def test_patchify_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="must be >= 1 and divide"):
+        vit.patchify(torch.zeros(1, 1, 28, 28), 5)
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+        vit.patchify(torch.zeros(28, 28), 4)
+    with pytest.raises(ValueError, match="do not tile"):
+        vit.unpatchify(torch.zeros(1, 5, 16), 4, 1, 8, 8)
+
+
+@pytest.mark.parametrize("p", [2, 4, 7, 14])
+def test_patch_embedding_equals_strided_conv(p):
+    torch.manual_seed(0)
+    pe = vit.PatchEmbedding(p, 3, 16)
+    x = _randn(2, 3, 28, 28)
+    w, b = pe.conv_weight()
+    conv = F.conv2d(x, w, b, stride=p).flatten(2).transpose(1, 2)  # [B, D, gh, gw] -> [B, N, D]
+    torch.testing.assert_close(pe(x), conv, atol=1e-5, rtol=1e-5)
+    assert pe(x).shape == (2, (28 // p) ** 2, 16)
+
+
+# ----------------------------------------------------------------------------- position encodings
+
+
+def test_sinusoidal_closed_form_values():
+    pe = vit.sinusoidal_encoding(5, 4)
+    assert pe.shape == (5, 4) and pe.dtype == torch.float32
+    torch.testing.assert_close(pe[0], torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    m = torch.arange(5.0)
+    torch.testing.assert_close(pe[:, 0], torch.sin(m))  # w_0 = 1
+    torch.testing.assert_close(pe[:, 3], torch.cos(m / 100.0))  # w_1 = 10000^(-2/4) = 1/100
+    torch.testing.assert_close(vit.sincos_1d(torch.arange(5), 4), pe)
+
+
+def test_sinusoidal_dot_product_depends_only_on_offset():
+    pe = vit.sinusoidal_encoding(64, 32).double()
+    gram = pe @ pe.T
+    for offset in (0, 1, 5, 17):
+        diag = torch.diagonal(gram, offset)
+        torch.testing.assert_close(diag, torch.full_like(diag, diag[0].item()), atol=1e-4, rtol=0)
+    assert torch.allclose(torch.diagonal(gram), torch.full((64,), 16.0, dtype=torch.float64), atol=1e-4)  # |PE|^2 = dim/2
+
+
+def test_sincos_2d_splits_rows_and_columns():
+    h, w, dim = 3, 5, 8
+    pe = vit.sincos_2d(h, w, dim)
+    assert pe.shape == (15, 8)
+    rows = vit.sinusoidal_encoding(h, dim // 2)
+    cols = vit.sinusoidal_encoding(w, dim // 2)
+    for t in range(h * w):
+        torch.testing.assert_close(pe[t], torch.cat([rows[t // w], cols[t % w]]))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        vit.sincos_2d(2, 2, 6)
+    with pytest.raises(ValueError, match="even dim"):
+        vit.sinusoidal_encoding(4, 3)
+
+
+def test_rotary_preserves_norms_and_matches_complex_multiplication():
+    x = _randn(3, 10, 8, dtype=torch.float64)
+    angles = vit.rope_angles_1d(torch.arange(10), 8).double()
+    y = vit.apply_rotary(x, angles)
+    torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))
+    z = torch.view_as_complex(x.reshape(3, 10, 4, 2).contiguous()) * torch.polar(torch.ones_like(angles), angles)
+    torch.testing.assert_close(y, torch.view_as_real(z).reshape(3, 10, 8))
+    with pytest.raises(ValueError, match="needs angles"):
+        vit.apply_rotary(x, angles[:, :3])
+
+
+def test_rope_2d_scores_depend_only_on_the_2d_offset():
+    h = w = 6
+    q, k = _randn(1, 16, dtype=torch.float64), _randn(1, 16, seed=1, dtype=torch.float64)
+    rq = vit.apply_rope_2d(q.expand(h * w, 16), h, w)  # the same query placed at every grid cell
+    rk = vit.apply_rope_2d(k.expand(h * w, 16), h, w)
+    scores = (rq @ rk.T).reshape(h, w, h, w)  # scores[r1, c1, r2, c2]
+    for dr, dc in [(0, 0), (1, 2), (-2, 1), (3, -3)]:
+        vals = torch.stack([scores[r, c, r + dr, c + dc] for r in range(h) for c in range(w)
+                            if 0 <= r + dr < h and 0 <= c + dc < w])
+        torch.testing.assert_close(vals, torch.full_like(vals, vals[0].item()), atol=1e-6, rtol=1e-6)  # float32 angles
+    assert scores[0, 0, 0, 1] != pytest.approx(scores[0, 0, 1, 0].item())  # rows and columns are told apart
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_multi_head_attention_equals_torch(heads):
+    torch.manual_seed(0)
+    theirs = nn.MultiheadAttention(32, heads, batch_first=True)
+    ours = vit.MultiHeadAttention(32, heads).load_torch(theirs)
+    assert count_parameters(ours) == count_parameters(theirs) == 4 * 32 * 32 + 4 * 32
+    x = _randn(3, 11, 32)
+    out, attn = ours(x, return_attention=True)
+    ref, ref_attn = theirs(x, x, x, need_weights=True, average_attn_weights=False)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attn, ref_attn, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(ours(x), ref, atol=1e-5, rtol=1e-5)
+    mask = torch.rand(11, 11, generator=torch.Generator().manual_seed(1)) > 0.3
+    mask.fill_diagonal_(True)
+    ref_masked, _ = theirs(x, x, x, attn_mask=~mask, need_weights=False)  # torch: True = may NOT attend
+    torch.testing.assert_close(ours(x, attn_mask=mask), ref_masked, atol=1e-5, rtol=1e-5)
+
+
+def test_load_torch_rejects_a_mismatch():
+    with pytest.raises(ValueError, match="need nn.MultiheadAttention"):
+        vit.MultiHeadAttention(32, 4).load_torch(nn.MultiheadAttention(32, 2))
+
+
+def test_attention_without_positions_is_permutation_equivariant():
+    torch.manual_seed(0)
+    mha = vit.MultiHeadAttention(16, 2)
+    x = _randn(2, 9, 16)
+    perm = torch.randperm(9, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(mha(x[:, perm]), mha(x)[:, perm], atol=1e-6, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- the ViT
+
+
+@pytest.mark.parametrize("pos", ["learned", "sincos", "rope", "none"])
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_vit_shapes_initial_loss_and_attention(pos, pool):
+    torch.manual_seed(0)
+    cfg = vit.ViTConfig.tiny(pos=pos, pool=pool)
+    model = vit.ViT(cfg)
+    x = torch.rand(4, 1, 28, 28)
+    logits, maps = model(x, return_attention=True)
+    assert logits.shape == (4, 10)
+    assert len(maps) == cfg.depth and maps[0].shape == (4, cfg.heads, cfg.num_tokens, cfg.num_tokens)
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(4, cfg.heads, cfg.num_tokens))
+    torch.testing.assert_close(model(x), logits)
+    loss = F.cross_entropy(logits, torch.arange(4))
+    assert loss.item() == pytest.approx(math.log(10), abs=1e-6)  # zero-initialised head
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_vit_parameter_count_closed_form():
+    cfg = vit.ViTConfig(patch_size=4, dim=64, depth=4, heads=4, mlp_ratio=2.0)
+    D, N, P, r = 64, 49, 16, 128
+    block = 2 * 2 * D + (3 * D * D + 3 * D) + (D * D + D) + (D * r + r) + (r * D + D)
+    expected = (P * D + D) + D + N * D + cfg.depth * block + 2 * D + (D * 10 + 10)
+    assert count_parameters(vit.ViT(cfg)) == expected
+    assert count_parameters(vit.ViT(cfg.replace(pos="sincos"))) == expected - N * D  # fixed: no parameters
+    assert count_parameters(vit.ViT(cfg.replace(pool="mean"))) == expected - D
+
+
+def test_positions_break_permutation_invariance():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 28, 28)
+    perm = torch.randperm(16, generator=torch.Generator().manual_seed(0))
+
+    def shuffled(img):  # permute the 7x7 patches of each image
+        return vit.unpatchify(vit.patchify(img, 7)[:, perm], 7, 1, 28, 28)
+
+    for pos, invariant in [("none", True), ("learned", False), ("sincos", False), ("rope", False)]:
+        model = vit.ViT(vit.ViTConfig.tiny(pos=pos))
+        nn.init.normal_(model.head.weight)  # a non-zero head so the logits depend on the tokens
+        same = torch.allclose(model(x), model(shuffled(x)), atol=1e-5)
+        assert same == invariant, pos
+
+
+def test_vit_flops_count_attention_quadratically():
+    cfg = vit.ViTConfig(patch_size=4, dim=64, depth=4)
+    f = vit.vit_flops(cfg)
+    assert f["total"] == sum(v for k, v in f.items() if k != "total")
+    assert f["attention"] == 4 * 2 * 50 * 50 * 64
+    f2 = vit.vit_flops(cfg.replace(patch_size=2))
+    assert f2["attention"] / f["attention"] == pytest.approx((197 / 50) ** 2)
+    assert f2["projections"] / f["projections"] == pytest.approx(197 / 50)
+
+
+# ----------------------------------------------------------------------------- rollout and maps
+
+
+def test_attention_rollout_closed_forms():
+    B, T = 2, 5
+    uniform = torch.full((B, 3, T, T), 1.0 / T)
+    eye = torch.eye(T).expand(B, 1, T, T)
+    torch.testing.assert_close(vit.attention_rollout([eye, eye]), torch.eye(T).expand(B, T, T))
+    r = vit.attention_rollout([uniform], residual=0.0)
+    torch.testing.assert_close(r, torch.full((B, T, T), 1.0 / T))
+    a1, a2 = torch.softmax(_randn(B, 2, T, T), -1), torch.softmax(_randn(B, 2, T, T, seed=1), -1)
+    m1, m2 = 0.5 * a1.mean(1) + 0.5 * torch.eye(T), 0.5 * a2.mean(1) + 0.5 * torch.eye(T)
+    torch.testing.assert_close(vit.attention_rollout([a1, a2]), m2 @ m1)
+    torch.testing.assert_close(vit.attention_rollout([a1, a2]).sum(-1), torch.ones(B, T))
+    with pytest.raises(ValueError, match="at least one"):
+        vit.attention_rollout([])
+    with pytest.raises(ValueError, match="residual"):
+        vit.attention_rollout([a1], residual=1.5)
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_attention_maps_shape_and_scale(pool):
+    torch.manual_seed(0)
+    model = vit.ViT(vit.ViTConfig.tiny(pool=pool, patch_size=4))
+    maps = vit.attention_maps(model, torch.rand(3, 1, 28, 28))
+    assert maps.shape == (3, 7, 7)
+    torch.testing.assert_close(maps.amax(dim=(1, 2)), torch.ones(3))
+    assert vit.attention_maps(model, torch.rand(3, 1, 28, 28), layer=1).shape == (3, 7, 7)
+
+
+# ----------------------------------------------------------------------------- experiments and training
+
+
+def test_small_cnn_shapes_and_size():
+    cnn = vit.SmallCNN()
+    assert cnn(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert count_parameters(cnn) == 20_490
+
+
+def test_random_shift_moves_content_and_is_seeded():
+    x = torch.zeros(64, 1, 9, 9)
+    x[:, :, 4, 4] = 1.0
+    y = vit.random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(y.sum(dim=(1, 2, 3)), torch.ones(64))  # the dot stays inside the frame
+    where = y[:, 0].flatten(1).argmax(1)
+    rows, cols = where // 9, where % 9
+    assert rows.min() >= 2 and rows.max() <= 6 and cols.min() >= 2 and cols.max() <= 6
+    assert len(set(where.tolist())) > 10  # shifts differ between images
+    assert torch.equal(y, vit.random_shift(x, 2, torch.Generator().manual_seed(0)))
+    assert vit.random_shift(x, 0) is x
+
+
+def test_train_classifier_learns_a_toy_problem_and_is_deterministic():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(256, 1, 28, 28, generator=g) * 0.1
+    y = torch.randint(0, 2, (256,), generator=g)
+    x[y == 1, :, :14] += 0.8  # class 1: bright top half
+    ds = TensorDataset(x, y)
+
+    def run():
+        torch.manual_seed(0)
+        model = vit.ViT(vit.ViTConfig.tiny(num_classes=2))
+        history, acc = vit.train_classifier(model, ds, ds, steps=30, batch_size=64, lr=3e-3, warmup=3,
+                                            progress=False)
+        return model, history, acc
+
+    m1, h1, acc = run()
+    assert acc > 0.95
+    assert h1.train[-1]["step"] == 30 and "wall_s" in h1.train[-1]
+    m2, _, _ = run()
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="steps"):
+        vit.train_classifier(m1, ds, steps=0)
+
+
+def test_hub_recipe_builds_the_hub_architecture():
+    assert "vit_mnist" in hub.available()
+    model = vit.build_hub_vit()
+    assert model.config == vit.HUB_CONFIG
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_ops_attention_is_what_the_module_uses():
+    torch.manual_seed(0)
+    mha = vit.MultiHeadAttention(16, 2)
+    x = _randn(1, 5, 16)
+    q, k, v = mha.qkv(x).reshape(1, 5, 3, 2, 8).permute(2, 0, 3, 1, 4)
+    heads = ops.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, 5, 16)
+    torch.testing.assert_close(mha(x), mha.proj(heads))
