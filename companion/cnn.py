@@ -290,8 +290,10 @@ def effective_receptive_field(model: nn.Module, input_shape: Sequence[int], inpu
         inputs = torch.randn(n, *input_shape, generator=g)
     if tuple(inputs.shape[1:]) != tuple(input_shape):
         raise ValueError(f"inputs {tuple(inputs.shape)} do not match input_shape {tuple(input_shape)}")
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    x = inputs.detach().to(device).clone().requires_grad_(True)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and inputs.is_floating_point() else inputs.dtype
+    x = inputs.detach().to(device=device, dtype=dtype).clone().requires_grad_(True)
     was_training = model.training
     model.eval()
     with torch.enable_grad():

@@ -74,13 +74,24 @@ def _to_device(batch: Batch, device: torch.device) -> Batch:
     return batch
 
 
+class DivergenceError(ValueError):
+    """The training loss became NaN or infinite; ``.history`` keeps what :func:`fit` logged until then."""
+
+    def __init__(self, message: str, history: History) -> None:
+        super().__init__(message)
+        self.history = history
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temp file beside ``path``, then rename: a crash never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
         torch.save(obj, tmp)
         os.replace(tmp, path)
     finally:
@@ -162,7 +173,8 @@ def fit(
         resume: continue from ``checkpoint`` if it exists.
         progress: show a tqdm progress bar.
     Raises:
-        ValueError: for a non-finite loss (names the step) or bad arguments.
+        DivergenceError: (a ValueError) for a non-finite loss, naming the step; its ``.history`` keeps the log.
+        ValueError: for bad arguments.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -195,7 +207,9 @@ def fit(
             out = loss_fn(model, _to_device(batch, device))
             loss, metrics = out if isinstance(out, tuple) else (out, {})
             if not torch.isfinite(loss):
-                raise ValueError(f"loss became {loss.item()} at step {step} (epoch {epoch}): lower the learning rate?")
+                bar.close()
+                raise DivergenceError(f"loss became {loss.item()} at step {step} (epoch {epoch}): "
+                                      "lower the learning rate? (the history so far is in .history)", history)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:

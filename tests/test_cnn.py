@@ -326,3 +326,9 @@ def test_checks_catch_plausible_mistakes():
                          ("04.3", params_without_in_channels)]:
         res = exercises.result(ex_id, wrong)
         assert res.status == "failed" and "your value" in res.message, res.line()
+
+
+def test_effective_receptive_field_follows_the_model_dtype():
+    net = nn.Conv2d(1, 1, 3).double()
+    erf = cnn.effective_receptive_field(net, (1, 7, 7), n=2)
+    assert erf.dtype == torch.float64 and erf.shape == (7, 7)

@@ -101,3 +101,29 @@ def test_accuracy_predict_count_smooth():
         train.smooth([1.0], 1.0)
     with pytest.raises(ValueError, match="empty"):
         train.accuracy(model, [])
+
+
+def test_divergence_keeps_the_history_logged_so_far():
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(_problem(), batch_size=8)
+    calls = []
+
+    def loss_fn(m, b):
+        calls.append(1)
+        out = m(b[0]).pow(2).mean()
+        return out * float("nan") if len(calls) == 4 else out
+
+    with pytest.raises(train.DivergenceError, match="at step 3") as info:
+        train.fit(model, loader, loss_fn, opt, epochs=3, progress=False, log_every=1)
+    assert [row["step"] for row in info.value.history.train] == [1, 2, 3]
+
+
+def test_atomic_save_gives_the_file_normal_permissions(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        path = train.atomic_save({"x": torch.zeros(1)}, tmp_path / "w.pt")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

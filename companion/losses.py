@@ -1,0 +1,114 @@
+"""Likelihoods and divergences for latent-variable models: pure functions, one number per example.
+
+Every function reduces over all non-batch dimensions and returns shape ``[B]``, so an ELBO is
+``log_likelihood - kl`` per example and a batch loss is its mean. Introduced in chapter 10 (VAEs) and used again
+by chapters 11, 12 and 20. Checked against ``torch.distributions`` in ``tests/test_losses.py``.
+
+Conventions: a diagonal Gaussian is given by its mean ``mu`` and log-variance ``logvar`` (``sigma**2 =
+exp(logvar)``); Bernoulli pixels by their logits (``p = sigmoid(logits)``), which is numerically stable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "gaussian_kl",
+    "gaussian_kl_between",
+    "log_normal",
+    "log_standard_normal",
+    "bernoulli_log_likelihood",
+    "gaussian_log_likelihood",
+]
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _per_example(t: Tensor) -> Tensor:
+    """Sum over every dimension but the first: ``[B, ...] -> [B]``."""
+    return t.reshape(t.shape[0], -1).sum(dim=1)
+
+
+def _check(who: str, **tensors: Tensor) -> None:
+    shapes = {name: tuple(t.shape) for name, t in tensors.items() if isinstance(t, Tensor)}
+    missing = [name for name, t in tensors.items() if not isinstance(t, Tensor)]
+    if missing:
+        raise TypeError(f"{who}: {', '.join(missing)} must be tensors, got "
+                        + ", ".join(type(tensors[m]).__name__ for m in missing))
+    first = next(iter(shapes.values()))
+    if len(first) < 1 or first[0] == 0:
+        raise ValueError(f"{who}: expected a batch dimension [B, ...] with B >= 1, got shape {first}")
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"{who}: shapes must match, got " + ", ".join(f"{n} {s}" for n, s in shapes.items()))
+    for name, t in tensors.items():
+        if not t.is_floating_point():
+            raise TypeError(f"{who}: {name} must be a floating-point tensor, got {t.dtype}")
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    r"""KL( N(mu, diag exp(logvar)) || N(0, I) ) per example, summed over latent dimensions.
+
+    .. math:: \mathrm{KL} = \tfrac12 \sum_j \left(\mu_j^2 + \sigma_j^2 - \log\sigma_j^2 - 1\right)
+
+    mu, logvar: ``[B, ...]`` (same shape) -> ``[B]``. Zero exactly when ``mu = 0`` and ``logvar = 0``.
+    """
+    _check("gaussian_kl", mu=mu, logvar=logvar)
+    return _per_example(0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0))
+
+
+def gaussian_kl_between(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
+    r"""KL( N(mu_q, exp(logvar_q)) || N(mu_p, exp(logvar_p)) ) per example (diagonal Gaussians).
+
+    .. math:: \tfrac12 \sum_j \left(\log\frac{\sigma_{p,j}^2}{\sigma_{q,j}^2}
+              + \frac{\sigma_{q,j}^2 + (\mu_{q,j}-\mu_{p,j})^2}{\sigma_{p,j}^2} - 1\right)
+
+    All four ``[B, ...]`` -> ``[B]``; with ``mu_p = 0, logvar_p = 0`` it equals :func:`gaussian_kl`.
+    """
+    _check("gaussian_kl_between", mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
+    term = logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0
+    return _per_example(0.5 * term)
+
+
+def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    r"""log N(z; mu, diag exp(logvar)) per example: ``[B, ...]`` x3 -> ``[B]``.
+
+    .. math:: -\tfrac12 \sum_j \left(\log 2\pi + \log\sigma_j^2 + (z_j-\mu_j)^2/\sigma_j^2\right)
+    """
+    _check("log_normal", z=z, mu=mu, logvar=logvar)
+    return _per_example(-0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)))
+
+
+def log_standard_normal(z: Tensor) -> Tensor:
+    """log N(z; 0, I) per example: ``[B, ...]`` -> ``[B]`` (the prior term of an importance weight)."""
+    _check("log_standard_normal", z=z)
+    return _per_example(-0.5 * (LOG_2PI + z.pow(2)))
+
+
+def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
+    r"""log p(x | logits) for independent Bernoulli pixels, per example: ``[B, ...]`` x2 -> ``[B]``.
+
+    .. math:: \sum_i x_i \log\sigma(\ell_i) + (1-x_i)\log(1-\sigma(\ell_i))
+              = \sum_i x_i\ell_i - \operatorname{softplus}(\ell_i)
+
+    ``x`` may be binary or in ``[0, 1]`` (then it is the continuous cross-entropy, not a likelihood).
+    Equals ``-F.binary_cross_entropy_with_logits(logits, x, reduction="none")`` summed per example.
+    """
+    _check("bernoulli_log_likelihood", logits=logits, x=x)
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"bernoulli_log_likelihood: x must lie in [0, 1], got range "
+                         f"[{x.min().item():.3g}, {x.max().item():.3g}]")
+    return _per_example(x * logits - torch.nn.functional.softplus(logits))
+
+
+def gaussian_log_likelihood(x: Tensor, mean: Tensor, logvar: Tensor | float = 0.0) -> Tensor:
+    """log N(x; mean, exp(logvar)) per example for a Gaussian decoder: ``[B, ...]`` -> ``[B]``.
+
+    ``logvar`` is a tensor of ``x``'s shape (a learned per-pixel variance) or a float (one fixed variance for
+    every pixel; ``logvar = 0`` gives ``-0.5 * ||x - mean||^2`` plus a constant).
+    """
+    if not isinstance(logvar, Tensor):
+        logvar = torch.full_like(mean, float(logvar))
+    return log_normal(x, mean, logvar)

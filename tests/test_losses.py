@@ -1,0 +1,85 @@
+"""companion.losses against torch.distributions and F.binary_cross_entropy_with_logits; bad inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.distributions import Bernoulli, Normal, kl_divergence
+
+from companion import losses
+
+
+def _randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 4, 3, 3), (1, 1)])
+def test_gaussian_kl_matches_torch_distributions(shape):
+    mu, logvar = _randn(*shape, seed=1), _randn(*shape, seed=2)
+    ref = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(torch.zeros_like(mu), torch.ones_like(mu)))
+    ours = losses.gaussian_kl(mu, logvar)
+    assert ours.shape == (shape[0],)
+    torch.testing.assert_close(ours, ref.reshape(shape[0], -1).sum(1))
+
+
+def test_gaussian_kl_is_zero_at_the_prior_and_positive_elsewhere():
+    z = torch.zeros(4, 8)
+    assert torch.equal(losses.gaussian_kl(z, z), torch.zeros(4))
+    assert (losses.gaussian_kl(_randn(4, 8), _randn(4, 8, seed=3)) > 0).all()
+
+
+def test_gaussian_kl_gradient_matches_closed_form():
+    mu, logvar = _randn(3, 4).requires_grad_(), _randn(3, 4, seed=5).requires_grad_()
+    losses.gaussian_kl(mu, logvar).sum().backward()
+    torch.testing.assert_close(mu.grad, mu.detach())
+    torch.testing.assert_close(logvar.grad, 0.5 * (logvar.detach().exp() - 1))
+
+
+def test_gaussian_kl_between_matches_torch_and_reduces_to_gaussian_kl():
+    a, b, c, d = (_randn(6, 5, seed=s) for s in range(4))
+    ref = kl_divergence(Normal(a, (0.5 * b).exp()), Normal(c, (0.5 * d).exp())).sum(1)
+    torch.testing.assert_close(losses.gaussian_kl_between(a, b, c, d), ref)
+    zero = torch.zeros_like(a)
+    torch.testing.assert_close(losses.gaussian_kl_between(a, b, zero, zero), losses.gaussian_kl(a, b))
+
+
+def test_log_normal_and_standard_normal_match_torch():
+    z, mu, logvar = _randn(7, 3, seed=1), _randn(7, 3, seed=2), _randn(7, 3, seed=3)
+    torch.testing.assert_close(losses.log_normal(z, mu, logvar), Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(1))
+    torch.testing.assert_close(losses.log_standard_normal(z), Normal(0.0, 1.0).log_prob(z).sum(1))
+
+
+def test_bernoulli_log_likelihood_matches_bce_and_distribution():
+    logits = _randn(4, 1, 5, 5) * 4
+    x = (torch.rand(4, 1, 5, 5, generator=torch.Generator().manual_seed(0)) > 0.5).double()
+    ours = losses.bernoulli_log_likelihood(logits, x)
+    bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
+    torch.testing.assert_close(ours, -bce)
+    torch.testing.assert_close(ours, Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3)))
+
+
+def test_bernoulli_log_likelihood_is_stable_for_huge_logits():
+    logits = torch.tensor([[1e4, -1e4]])
+    out = losses.bernoulli_log_likelihood(logits, torch.tensor([[1.0, 0.0]]))
+    assert torch.isfinite(out).all() and abs(out.item()) < 1e-6
+
+
+def test_gaussian_log_likelihood_fixed_and_learned_variance():
+    x, mean, logvar = _randn(3, 6, seed=1), _randn(3, 6, seed=2), _randn(3, 6, seed=3)
+    torch.testing.assert_close(losses.gaussian_log_likelihood(x, mean, logvar),
+                               Normal(mean, (0.5 * logvar).exp()).log_prob(x).sum(1))
+    torch.testing.assert_close(losses.gaussian_log_likelihood(x, mean), Normal(mean, 1.0).log_prob(x).sum(1))
+
+
+@pytest.mark.parametrize(("fn", "args", "match"), [
+    (losses.gaussian_kl, (torch.zeros(2, 3), torch.zeros(2, 4)), r"shapes must match.*\(2, 3\).*\(2, 4\)"),
+    (losses.gaussian_kl, (torch.zeros(0, 3), torch.zeros(0, 3)), "batch dimension"),
+    (losses.gaussian_kl, (torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long)), "floating"),
+    (losses.gaussian_kl, ([0.0], torch.zeros(1)), "must be tensors"),
+    (losses.bernoulli_log_likelihood, (torch.zeros(2, 3), torch.full((2, 3), 2.0)), r"\[0, 1\]"),
+    (losses.log_normal, (torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3, 3)), "shapes must match"),
+])
+def test_bad_inputs_raise_clear_errors(fn, args, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        fn(*args)
