@@ -5,6 +5,7 @@ Usage::
     python tools/benchmark.py            # full run, prints a markdown table
     python tools/benchmark.py --repeats 5 --quick
     python tools/benchmark.py --threads 1  # less sensitive to other processes
+    python tools/benchmark.py --out book/benchmark_table.md  # also write the table the book's performance page includes
 
 Each row is the median wall time of ``forward + backward`` (gradients for every input)
 over ``--repeats`` runs after warm-up, for ``companion.ops`` and for ``torch.nn.functional``
@@ -100,19 +101,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per op (default 15)")
     parser.add_argument("--quick", action="store_true", help="conv: only the first two cases")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the printed table to this markdown file")
     args = parser.parse_args()
+    lines: list[str] = []
+
+    def emit(line: str = "") -> None:
+        print(line, flush=True)
+        lines.append(line)
+
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(
+    emit(
         f"Hardware: {cpu_model()} ({os.cpu_count()} logical CPUs), {torch.get_num_threads()} torch threads; "
         f"torch {torch.__version__}, Python {platform.python_version()}; 1-min load average {load:.1f} at start"
     )
-    print()
-    print("| op | shape | ours (ms) | PyTorch (ms) | ratio | target | pass |")
-    print("|---|---|---:|---:|---:|---:|:---:|")
+    emit()
+    emit("| op | shape | ours (ms) | PyTorch (ms) | ratio | target | pass |")
+    emit("|---|---|---:|---:|---:|---:|:---:|")
     failures = 0
 
     conv_cases = CONV_CASES[:2] if args.quick else CONV_CASES
@@ -127,7 +135,7 @@ def main() -> None:
         ok = ratio <= CONV_TARGET
         failures += not ok
         shape = f"{list(x_shape)} x {list(w_shape)}" + (f" s{stride}" if stride != 1 else "")
-        print(
+        emit(
             f"| conv2d {label} | {shape} | {t_ours * 1e3:.2f} | {t_ref * 1e3:.2f} | {ratio:.2f}x "
             f"| <= {CONV_TARGET:g}x | {'pass' if ok else 'FAIL'} |"
         )
@@ -141,13 +149,18 @@ def main() -> None:
         )
         ok = ratio <= ATTN_TARGET
         failures += not ok
-        print(
+        emit(
             f"| attention {label} | {list(shape)} | {t_ours * 1e3:.2f} | {t_ref * 1e3:.2f} | {ratio:.2f}x "
             f"| <= {ATTN_TARGET:g}x | {'pass' if ok else 'FAIL'} |"
         )
 
-    print()
-    print(f"{failures} of the rows above miss their target." if failures else "All rows meet their targets.")
+    emit()
+    emit(f"{failures} of the rows above miss their target." if failures else "All rows meet their targets.")
+    if args.out is not None:
+        stamp = time.strftime("%Y-%m-%d")
+        args.out.write_text(f"<!-- written by `python tools/benchmark.py --out {args.out}` on {stamp} -->\n"
+                            + "\n".join(lines) + "\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

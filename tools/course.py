@@ -237,6 +237,21 @@ def solution_page(path: Path) -> str:
 # ----------------------------------------------------------------------------- the site
 
 
+def platform_line() -> str:
+    """The machine the chapters ran on, for the timing table: CPU model, core count, torch and Python versions."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, Python {platform.python_version()}"
+
+
 def checkpoint_table() -> str:
     """Markdown table of the shipped checkpoints' cards (for book/checkpoints.md)."""
     rows = ["| checkpoint | chapter | data | steps | profile | metrics | hardware | torch | sha256 |",
@@ -279,6 +294,9 @@ def assemble() -> None:
         shutil.copy2(EXECUTED / p.name, SRC / "chapters" / p.name)
     with open(SRC / "book" / "checkpoints.md", "a") as f:
         f.write("\n" + checkpoint_table() + "\n")
+    with open(SRC / "book" / "performance.md", "a") as f:
+        f.write("\n" + (timing_table() or "(no timings recorded: run `make book` or `make test`)") + "\n\n"
+                + f"Measured on {platform_line()}.\n")
     (SRC / "solutions").mkdir()
     for sol in (SOLUTIONS / f"{p.stem}.py" for p in chapter_paths()):
         (SRC / "solutions" / f"{sol.stem}.md").write_text(solution_page(sol))
