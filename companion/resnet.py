@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import BatchNorm2d
+from .optim import lambda_schedule, warmup_cosine
 
 __all__ = [
     "HUB_CONFIG",
@@ -510,13 +511,7 @@ def train_classifier(model: nn.Module, train: Any, *, steps: int, lr: float = 0.
                         drop_last=len(train) > batch_size)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    sched = lambda_schedule(opt, lambda t: warmup_cosine(t, steps, min(warmup, steps), lr))
 
     def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
         xb, yb = batch

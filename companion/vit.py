@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
+from .optim import lambda_schedule, warmup_cosine
 
 __all__ = [
     "HUB_CONFIG",
@@ -654,13 +655,7 @@ def train_classifier(model: nn.Module, train: Any, test: Any | None = None, *, s
     epochs = math.ceil(steps / len(loader))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    sched = lambda_schedule(opt, lambda t: warmup_cosine(t, steps, min(warmup, steps), lr))
     aug = torch.Generator().manual_seed(seed + 1)
 
     def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
