@@ -57,6 +57,13 @@ RECIPES: dict[str, Recipe] = {
     "resnet_mnist": Recipe(build="companion.resnet:build_hub_resnet", train="companion.resnet:train_hub_resnet",
                            chapter="07"),
     "vit_mnist": Recipe(build="companion.vit:build_hub_vit", train="companion.vit:train_hub_vit", chapter="08"),
+    "vae_mnist": Recipe(build="companion.vae:build_hub_vae", train="companion.vae:train_hub_vae", chapter="10"),
+    "vqvae_mnist": Recipe(build="companion.vqvae:build_hub_vqvae", train="companion.vqvae:train_hub_vqvae",
+                          chapter="12"),
+    "vqvae_prior_mnist": Recipe(build="companion.vqvae:build_hub_prior", train="companion.vqvae:train_hub_prior",
+                                chapter="12"),
+    "cvae_mnist": Recipe(build="companion.vae_variants:build_hub_cvae", train="companion.vae_variants:train_hub_cvae",
+                         chapter="11"),
 }
 
 

@@ -22,6 +22,8 @@ __all__ = [
     "log_standard_normal",
     "bernoulli_log_likelihood",
     "gaussian_log_likelihood",
+    "log_mean_exp",
+    "gaussian_kl_mc",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -112,3 +114,39 @@ def gaussian_log_likelihood(x: Tensor, mean: Tensor, logvar: Tensor | float = 0.
     if not isinstance(logvar, Tensor):
         logvar = torch.full_like(mean, float(logvar))
     return log_normal(x, mean, logvar)
+
+
+def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
+    r"""``log mean_i exp(log_w_i)`` along ``dim``, computed stably with a log-sum-exp.
+
+    .. math:: \log \frac1k \sum_{i=1}^k e^{a_i} = m + \log \frac1k \sum_{i=1}^k e^{a_i - m},\quad m = \max_i a_i
+
+    The importance-weighted bound of Burda et al. (2016) is ``log_mean_exp(log_w, dim=0)`` over ``k`` log weights
+    ``log_w [k, B]``. Introduced in chapter 10.
+    """
+    if not isinstance(log_w, Tensor) or not log_w.is_floating_point():
+        raise TypeError("log_mean_exp: log_w must be a floating-point tensor")
+    if log_w.ndim == 0 or log_w.shape[dim] == 0:
+        raise ValueError(f"log_mean_exp: need at least one value along dim {dim}, got shape {tuple(log_w.shape)}")
+    return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
+
+
+def gaussian_kl_mc(mu: Tensor, logvar: Tensor, n_samples: int, generator: torch.Generator | None = None) -> Tensor:
+    r"""Monte Carlo estimate of :func:`gaussian_kl` per example: the mean of ``log q(z) - log p(z)``, ``z ~ q``.
+
+    .. math:: \mathrm{KL}(q\,\|\,p) = \mathbb{E}_{q}\left[\log q(z) - \log p(z)\right]
+              \approx \frac1S \sum_{s=1}^S \log q(z_s) - \log p(z_s)
+
+    Unbiased, with a standard error that shrinks like ``1/sqrt(n_samples)``. ``[B, ...]`` x2 -> ``[B]``.
+    Introduced in chapter 10 (to check the closed form).
+    """
+    _check("gaussian_kl_mc", mu=mu, logvar=logvar)
+    if n_samples < 1:
+        raise ValueError(f"gaussian_kl_mc: n_samples must be >= 1, got {n_samples}")
+    b = mu.shape[0]
+    eps = torch.randn((n_samples, *mu.shape), generator=generator, dtype=mu.dtype).to(mu.device)
+    z = mu + torch.exp(0.5 * logvar) * eps  # [S, B, ...]
+    flat = lambda t: t.reshape(n_samples * b, *mu.shape[1:])
+    mu_s, lv_s = flat(mu.expand_as(z)), flat(logvar.expand_as(z))
+    log_ratio = log_normal(flat(z), mu_s, lv_s) - log_standard_normal(flat(z))  # [S*B]
+    return log_ratio.view(n_samples, b).mean(0)

@@ -24,6 +24,14 @@ WHERE: dict[str, tuple[str, str]] = {
     "PatchEmbedding": ("companion.vit", "08"),
     "MultiHeadAttention": ("companion.vit", "08"),
     "ViT": ("companion.vit", "08"),
+    "LinearAutoencoder": ("companion.autoencoder", "09"),
+    "ConvAutoencoder": ("companion.autoencoder", "09"),
+    "VAE": ("companion.vae", "10"),
+    "BetaVAE": ("companion.vae_variants", "11"),
+    "CVAE": ("companion.vae_variants", "11"),
+    "VectorQuantizer": ("companion.vqvae", "12"),
+    "VQVAE": ("companion.vqvae", "12"),
+    "CodePrior": ("companion.vqvae", "12"),
 }
 
 __all__ = sorted(WHERE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -83,3 +85,32 @@ def test_gaussian_log_likelihood_fixed_and_learned_variance():
 def test_bad_inputs_raise_clear_errors(fn, args, match):
     with pytest.raises((ValueError, TypeError), match=match):
         fn(*args)
+
+
+def test_log_mean_exp_matches_the_naive_formula_and_is_stable():
+    a = _randn(5, 3)
+    torch.testing.assert_close(losses.log_mean_exp(a, dim=0), a.exp().mean(0).log())
+    torch.testing.assert_close(losses.log_mean_exp(a, dim=1), a.exp().mean(1).log())
+    big = torch.tensor([[1000.0, 1000.0], [-1000.0, 1000.0 + math.log(4.0)]], dtype=torch.float64)
+    out = losses.log_mean_exp(big, dim=0)  # exp(1000) overflows; the log-sum-exp does not
+    expected = torch.tensor([1000.0 + math.log(0.5), 1000.0 + math.log(2.5)], dtype=torch.float64)  # (1 + 4) / 2
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(losses.log_mean_exp(a[:1], dim=0), a[0])  # k = 1: the value itself
+    with pytest.raises(ValueError, match="at least one"):
+        losses.log_mean_exp(torch.zeros(0, 3))
+    with pytest.raises(TypeError, match="floating"):
+        losses.log_mean_exp(torch.zeros(2, dtype=torch.long))
+
+
+def test_gaussian_kl_mc_converges_to_the_closed_form():
+    mu, logvar = _randn(4, 3, seed=7), _randn(4, 3, seed=8)
+    exact = losses.gaussian_kl(mu, logvar)
+    g = torch.Generator().manual_seed(0)
+    est = losses.gaussian_kl_mc(mu, logvar, 40_000, generator=g)
+    assert est.shape == (4,)
+    # the per-sample log-ratio has variance ~ a few nats^2: 40,000 samples give a standard error < 0.03
+    torch.testing.assert_close(est, exact, atol=0.08, rtol=0)
+    zero = torch.zeros(2, 5, dtype=torch.float64)
+    assert torch.equal(losses.gaussian_kl_mc(zero, zero, 3), torch.zeros(2, dtype=torch.float64))  # q = p exactly
+    with pytest.raises(ValueError, match="n_samples"):
+        losses.gaussian_kl_mc(mu, logvar, 0)

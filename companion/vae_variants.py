@@ -1,0 +1,750 @@
+"""VAE variants and their uses: the β-VAE, measuring disentanglement (MIG), the conditional VAE, anomaly scores.
+
+Read top to bottom:
+
+* :class:`VAEConfig` with a :meth:`VAEConfig.tiny` preset (tests and the ci profile);
+* building blocks: :func:`one_hot`, :func:`reparameterize`, the MLP :class:`Encoder` and :class:`Decoder`
+  (both take an optional conditioning vector, which is all a conditional VAE needs);
+* :class:`BetaVAE` — the ELBO with a weight β on its KL term (Higgins et al. 2017), :func:`kl_per_dim` and
+  :func:`latent_traversal`;
+* measuring disentanglement: :func:`discretize`, :func:`entropy`, :func:`mutual_information` and the mutual
+  information gap :func:`mig` (Chen et al. 2018), with :func:`shapes_factor_matrix` for ``data.shapes``;
+* :class:`CVAE` — q(z | x, y) and p(x | y, z) (Sohn et al. 2015), :meth:`CVAE.sample` and :func:`style_transfer`;
+* anomaly detection: :func:`negative_elbo`, :func:`iwae_nll`, a rank-based :func:`auroc` (Mann–Whitney U) and
+  the held-out-digit experiment :func:`heldout_anomaly`;
+* training: :func:`train_vae` (a thin wrapper around ``companion.train.fit``);
+* the shipped checkpoint ``cvae_mnist``: :func:`build_hub_cvae`, :func:`train_hub_cvae` and
+  :func:`conditional_accuracy` (samples judged by chapter 04's LeNet).
+
+Shapes: images ``[B, C, H, W]`` in ``[0, 1]``; labels int64 ``[B]``; latents ``[B, D]``; per-example terms
+``[B]``. Log-likelihoods are Bernoulli (``companion.losses``), in nats. Introduced in chapter 11.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from .losses import bernoulli_log_likelihood, gaussian_kl, log_normal, log_standard_normal
+from .train import History, fit
+
+__all__ = [
+    "HUB_CONFIG",
+    "BetaVAE",
+    "CVAE",
+    "Decoder",
+    "Encoder",
+    "MIGResult",
+    "VAEConfig",
+    "auroc",
+    "build_hub_cvae",
+    "conditional_accuracy",
+    "cvae_elbo",
+    "discretize",
+    "entropy",
+    "heldout_anomaly",
+    "iwae_nll",
+    "kl_per_dim",
+    "latent_traversal",
+    "mig",
+    "mutual_information",
+    "negative_elbo",
+    "one_hot",
+    "reparameterize",
+    "shapes_factor_matrix",
+    "style_transfer",
+    "train_hub_cvae",
+    "train_vae",
+]
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Sizes of a small MLP VAE.
+
+    Attributes:
+        image_size: side of the square images (28 for MNIST, 32 for ``data.shapes(size=32)``).
+        channels: image channels.
+        latent_dim: ``D``, the size of z.
+        hidden: widths of the encoder's hidden layers; the decoder uses them in reverse.
+        num_classes: ``K > 0`` for a conditional VAE (one-hot labels into encoder and decoder), else 0.
+    """
+
+    image_size: int = 28
+    channels: int = 1
+    latent_dim: int = 16
+    hidden: tuple[int, ...] = (512, 256)
+    num_classes: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "channels", "latent_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty tuple of positive integers, got {self.hidden!r}")
+        if not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise ValueError(f"num_classes must be an integer >= 0, got {self.num_classes!r}")
+
+    @property
+    def input_dim(self) -> int:
+        """Pixels per image, ``C * H * W``."""
+        return self.channels * self.image_size * self.image_size
+
+    @classmethod
+    def tiny(cls, num_classes: int = 0) -> VAEConfig:
+        """A few-hundred-parameter model on 8x8 images, for tests."""
+        return cls(image_size=8, channels=1, latent_dim=3, hidden=(16,), num_classes=num_classes)
+
+    def replace(self, **changes: Any) -> VAEConfig:
+        return replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def one_hot(labels: Tensor, num_classes: int) -> Tensor:
+    """Labels int ``[B]`` in ``0..K-1`` -> float32 one-hot ``[B, K]``. Introduced in chapter 11.
+
+    Raises:
+        ValueError: a label outside ``0..K-1`` or labels that are not a 1-D integer tensor.
+    """
+    if not isinstance(labels, Tensor) or labels.ndim != 1 or labels.is_floating_point():
+        raise ValueError(f"labels must be a 1-D integer tensor, got "
+                         f"{labels.dtype if isinstance(labels, Tensor) else type(labels).__name__}"
+                         f"{list(labels.shape) if isinstance(labels, Tensor) else ''}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}, got range "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+    return F.one_hot(labels.long(), num_classes).to(torch.float32)
+
+
+def reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor | None = None,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """z = mu + sigma * eps with eps ~ N(0, I) (Kingma & Welling 2014): a sample that gradients pass through.
+
+    mu, logvar ``[B, D]``; ``eps`` (optional) ``[B, D]``; a ``generator`` makes the draw repeatable.
+    """
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def _mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """q(z | x[, y]) = N(mu, diag exp(logvar)): an MLP on the flattened image (and the one-hot label).
+
+    ``forward(x [B, C, H, W], c [B, K] or None) -> (mu [B, D], logvar [B, D])``.
+    """
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.net = _mlp([config.input_dim + config.num_classes, *config.hidden, 2 * config.latent_dim])
+
+    def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = x.flatten(1)  # [B, C*H*W]
+        if c is not None:
+            h = torch.cat([h, c], dim=1)  # [B, C*H*W + K]: the condition is just more input
+        mu, logvar = self.net(h).chunk(2, dim=1)  # [B, D] each
+        return mu, logvar
+
+
+class Decoder(nn.Module):
+    """p(x | z[, y]): an MLP from z (and the one-hot label) to Bernoulli logits for every pixel.
+
+    ``forward(z [B, D], c [B, K] or None) -> logits [B, C, H, W]``.
+    """
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.net = _mlp([config.latent_dim + config.num_classes, *reversed(config.hidden), config.input_dim])
+
+    def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
+        if c is not None:
+            z = torch.cat([z, c], dim=1)  # [B, D + K]
+        cfg = self.config
+        return self.net(z).view(-1, cfg.channels, cfg.image_size, cfg.image_size)
+
+
+# ----------------------------------------------------------------------------- the β-VAE
+
+
+class BetaVAE(nn.Module):
+    """A VAE whose loss weights the KL term by β (Higgins et al. 2017); β = 1 is the plain VAE of chapter 10.
+
+    The per-example objective is ``E_q[log p(x|z)] - β KL(q(z|x) || N(0, I))`` (maximised), estimated with one
+    reparameterised sample. With ``config.num_classes > 0`` every method takes labels ``y`` as well (that is
+    :class:`CVAE`). Introduced in chapter 11.
+    """
+
+    def __init__(self, config: VAEConfig | None = None, beta: float = 1.0) -> None:
+        super().__init__()
+        self.config = config or VAEConfig()
+        if not (isinstance(beta, int | float) and beta >= 0):
+            raise ValueError(f"beta must be a number >= 0, got {beta!r}")
+        self.beta = float(beta)
+        self.encoder = Encoder(self.config)
+        self.decoder = Decoder(self.config)
+
+    # -- conditioning
+    def _condition(self, y: Tensor | None, batch: int) -> Tensor | None:
+        k = self.config.num_classes
+        if k == 0:
+            if y is not None:
+                raise ValueError("this VAE is unconditional (num_classes=0) but got labels y")
+            return None
+        if y is None:
+            raise ValueError(f"this VAE is conditional (num_classes={k}): pass the labels y")
+        if y.shape != (batch,):
+            raise ValueError(f"labels y must have shape [{batch}], got {list(y.shape)}")
+        return one_hot(y, k).to(next(self.parameters()).device)
+
+    def _check_images(self, x: Tensor) -> None:
+        cfg = self.config
+        if x.ndim != 4 or tuple(x.shape[1:]) != (cfg.channels, cfg.image_size, cfg.image_size):
+            raise ValueError(f"expected images [B, {cfg.channels}, {cfg.image_size}, {cfg.image_size}], "
+                             f"got {list(x.shape)}")
+
+    # -- the two networks
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """q(z | x[, y]): ``(mu, logvar)``, each ``[B, D]``."""
+        self._check_images(x)
+        return self.encoder(x, self._condition(y, x.shape[0]))
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """p(x | z[, y]): Bernoulli logits ``[B, C, H, W]`` (``sigmoid`` gives the mean image)."""
+        return self.decoder(z, self._condition(y, z.shape[0]))
+
+    def forward(self, x: Tensor, y: Tensor | None = None,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(logits [B, C, H, W], mu [B, D], logvar [B, D])`` for one reparameterised sample z."""
+        mu, logvar = self.encode(x, y)
+        z = reparameterize(mu, logvar, generator=generator)
+        return self.decode(z, y), mu, logvar
+
+    def elbo_terms(self, x: Tensor, y: Tensor | None = None,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``(log p(x|z) [B], KL(q(z|x) || p(z)) [B])``: one-sample reconstruction term, analytic KL."""
+        logits, mu, logvar = self(x, y, generator=generator)
+        return bernoulli_log_likelihood(logits, x), gaussian_kl(mu, logvar)
+
+    def loss(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """The β-weighted negative ELBO averaged over the batch, and its two parts as metrics (nats/image)."""
+        rec, kl = self.elbo_terms(x, y)
+        loss = -(rec - self.beta * kl).mean()
+        return loss, {"rec": -rec.mean().item(), "kl": kl.mean().item()}
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` images from the model: z ~ N(0, I), return the mean image ``sigmoid(decode(z))``."""
+        if self.config.num_classes:
+            raise ValueError("a conditional VAE samples with sample(labels, generator)")
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.config.latent_dim, generator=generator).to(device)
+        return torch.sigmoid(self.decode(z))
+
+
+def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(q(z_j | x) || N(0, 1)) per latent dimension j, averaged over the batch: ``[B, D] -> [D]``.
+
+    A dimension whose KL stays near 0 carries no information about x (it is *inactive*: q equals the prior).
+    Introduced in chapter 11.
+    """
+    if mu.ndim != 2 or mu.shape != logvar.shape:
+        raise ValueError(f"mu and logvar must both be [B, D], got {list(mu.shape)} and {list(logvar.shape)}")
+    b, d = mu.shape
+    return gaussian_kl(mu.reshape(-1, 1), logvar.reshape(-1, 1)).view(b, d).mean(0)
+
+
+@torch.no_grad()
+def latent_traversal(model: BetaVAE, z: Tensor, dims: Sequence[int], values: Sequence[float] | Tensor,
+                     y: Tensor | int | None = None) -> Tensor:
+    """Decode a base code with one coordinate swept at a time: the standard β-VAE picture.
+
+    Args:
+        model: a trained :class:`BetaVAE` (or :class:`CVAE`, then pass ``y``).
+        z: the base code ``[D]`` (e.g. the posterior mean of one image).
+        dims: which latent coordinates to sweep (one row each).
+        values: the ``T`` values each coordinate takes (the others stay at ``z``).
+        y: the label for a conditional model (an int or a 0-d/1-element tensor).
+
+    Returns:
+        mean images ``[len(dims), T, C, H, W]``. Introduced in chapter 11.
+    """
+    if z.ndim != 1 or z.shape[0] != model.config.latent_dim:
+        raise ValueError(f"z must be one code [{model.config.latent_dim}], got {list(z.shape)}")
+    values = torch.as_tensor(values, dtype=z.dtype).flatten()
+    bad = [d for d in dims if not 0 <= int(d) < z.shape[0]]
+    if bad:
+        raise ValueError(f"dims {bad} out of range for a {z.shape[0]}-dimensional latent")
+    device = next(model.parameters()).device
+    codes = z.to(device).repeat(len(dims), len(values), 1)  # [R, T, D]
+    for r, d in enumerate(dims):
+        codes[r, :, int(d)] = values.to(device)
+    flat = codes.view(-1, z.shape[0])
+    labels = None
+    if y is not None:
+        labels = torch.full((flat.shape[0],), int(y), dtype=torch.long)
+    was = model.training
+    model.eval()
+    imgs = torch.sigmoid(model.decode(flat, labels))
+    model.train(was)
+    return imgs.view(len(dims), len(values), *imgs.shape[1:]).cpu()
+
+
+# ----------------------------------------------------------------------------- measuring disentanglement
+
+
+def discretize(x: Tensor, bins: int = 20) -> Tensor:
+    """Equal-width histogram bins per column: ``[N, D]`` (or ``[N]``) float -> int64 bin indices in ``0..bins-1``.
+
+    Each column is cut into ``bins`` intervals of equal width between its own min and max (the last one closed),
+    as ``disentanglement_lib`` does for MIG; a constant column maps to bin 0. Introduced in chapter 11.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    squeeze = x.ndim == 1
+    x = x.reshape(x.shape[0], -1).double() if not squeeze else x.double().unsqueeze(1)
+    lo, hi = x.min(0).values, x.max(0).values
+    width = (hi - lo) / bins
+    safe = torch.where(width > 0, width, torch.ones_like(width))
+    idx = torch.floor((x - lo) / safe).long().clamp_(0, bins - 1)
+    idx[:, width == 0] = 0
+    return idx.squeeze(1) if squeeze else idx
+
+
+def _codes(labels: Tensor) -> Tensor:
+    """Map arbitrary integer labels to ``0..n_distinct-1``."""
+    if labels.is_floating_point():
+        raise ValueError(f"expected integer labels, got {labels.dtype}: discretize() continuous values first")
+    return torch.unique(labels.flatten(), return_inverse=True)[1]
+
+
+def entropy(labels: Tensor) -> float:
+    """H(a) = -Σ p log p (nats) of the empirical distribution of integer ``labels [N]``. Introduced in chapter 11."""
+    if labels.numel() == 0:
+        raise ValueError("entropy of an empty tensor")
+    p = torch.bincount(_codes(labels)).double() / labels.numel()
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
+
+
+def mutual_information(a: Tensor, b: Tensor) -> float:
+    r"""I(a; b) = Σ p(a,b) log(p(a,b) / (p(a) p(b))) in nats, from two integer label vectors ``[N]``.
+
+    The empirical (plug-in) estimate from the contingency table, equal to ``sklearn.metrics.mutual_info_score``.
+    Introduced in chapter 11.
+    """
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a and b must be 1-D of the same length, got {list(a.shape)} and {list(b.shape)}")
+    if a.numel() == 0:
+        raise ValueError("mutual information of empty tensors")
+    ia, ib = _codes(a), _codes(b)
+    na, nb = int(ia.max()) + 1, int(ib.max()) + 1
+    joint = torch.bincount(ia * nb + ib, minlength=na * nb).view(na, nb).double() / a.numel()  # p(a, b)
+    pa, pb = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
+    nz = joint > 0
+    return float((joint[nz] * (joint[nz].log() - (pa * pb)[nz].log())).sum().clamp_min(0.0))
+
+
+@dataclass
+class MIGResult:
+    """The mutual information gap and what it was computed from.
+
+    Attributes:
+        score: MIG, the mean of ``per_factor`` (0 = no factor has its own latent, 1 = perfectly axis-aligned).
+        per_factor: ``[K]`` normalised gap ``(I(z_a; v_k) - I(z_b; v_k)) / H(v_k)`` between the two most
+            informative latents ``a``, ``b`` for each factor ``k``.
+        mi: ``[D, K]`` mutual information (nats) between each discretised latent and each factor.
+        entropy: ``[K]`` factor entropies H(v_k) (nats).
+        top: ``[K]`` index of the most informative latent for each factor.
+    """
+
+    score: float
+    per_factor: Tensor
+    mi: Tensor
+    entropy: Tensor
+    top: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+
+
+def mig(codes: Tensor, factors: Tensor, bins: int = 20) -> MIGResult:
+    r"""Mutual information gap (Chen et al. 2018, eq. 7), from samples.
+
+    .. math:: \mathrm{MIG} = \frac1K \sum_k \frac{I(z_{j^{(k)}}; v_k) - \max_{j \ne j^{(k)}} I(z_j; v_k)}{H(v_k)},
+              \qquad j^{(k)} = \arg\max_j I(z_j; v_k)
+
+    Each latent (e.g. the posterior means) is discretised into ``bins`` equal-width bins; each factor column
+    with more than ``bins`` distinct values is discretised the same way, the others (categories such as the
+    shape id) are used as they are. MI is the plug-in estimate of :func:`mutual_information`.
+
+    Args:
+        codes: ``[N, D]`` latent codes, ``D >= 1``.
+        factors: ``[N, K]`` ground-truth factors (see :func:`shapes_factor_matrix`).
+        bins: bins per latent and per continuous factor.
+
+    Returns:
+        a :class:`MIGResult`. Introduced in chapter 11.
+
+    Raises:
+        ValueError: mismatched lengths, or a constant factor (zero entropy: nothing to disentangle).
+    """
+    if codes.ndim != 2 or factors.ndim != 2 or codes.shape[0] != factors.shape[0]:
+        raise ValueError(f"codes [N, D] and factors [N, K] must share N, got {list(codes.shape)} and "
+                         f"{list(factors.shape)}")
+    z = discretize(codes, bins)  # [N, D]
+    v = torch.stack([discretize(col, bins) if torch.unique(col).numel() > bins
+                     else torch.unique(col, return_inverse=True)[1]
+                     for col in factors.unbind(1)], dim=1)  # [N, K]
+    d, k = z.shape[1], v.shape[1]
+    h = torch.tensor([entropy(v[:, j]) for j in range(k)], dtype=torch.float64)
+    if (h <= 0).any():
+        raise ValueError(f"factor(s) {(h <= 0).nonzero().flatten().tolist()} are constant: MIG needs H(v) > 0")
+    mi = torch.tensor([[mutual_information(z[:, i], v[:, j]) for j in range(k)] for i in range(d)],
+                      dtype=torch.float64)  # [D, K]
+    top2 = mi.topk(min(2, d), dim=0)  # values [2, K]
+    second = top2.values[1] if d > 1 else torch.zeros(k, dtype=torch.float64)
+    gap = (top2.values[0] - second) / h
+    return MIGResult(score=float(gap.mean()), per_factor=gap, mi=mi, entropy=h, top=top2.indices[0])
+
+
+def shapes_factor_matrix(factors: dict[str, Tensor], names: Sequence[str] | None = None) -> Tensor:
+    """Stack ``data.shapes``' factor dict into a float64 ``[N, K]`` matrix for :func:`mig`.
+
+    Args:
+        factors: the dict returned by ``data.shapes`` (``shape``, ``scale``, ``rotation``, ``pos_x``, ``pos_y``).
+        names: which factors, in which order (default: all, in the dict's order).
+
+    The ``shape`` column keeps its 3 values, which :func:`mig` treats as categories (a column with at most
+    ``bins`` distinct values is not re-binned). Introduced in chapter 11.
+    """
+    names = list(names or factors.keys())
+    missing = [n for n in names if n not in factors]
+    if missing:
+        raise KeyError(f"no factor(s) {missing}; have {sorted(factors)}")
+    return torch.stack([factors[n].double() for n in names], dim=1)
+
+
+# ----------------------------------------------------------------------------- the conditional VAE
+
+
+class CVAE(BetaVAE):
+    r"""Conditional VAE (Sohn et al. 2015): q(z | x, y), p(x | y, z) and the prior p(z) = N(0, I).
+
+    The label enters both networks as a one-hot vector concatenated to their inputs. The ELBO becomes
+
+    .. math:: \log p(x \mid y) \ge \mathbb{E}_{q(z|x,y)}[\log p(x \mid y, z)] - \mathrm{KL}(q(z|x,y) \,\|\, p(z)),
+
+    so z only has to carry what y does not say: the *style*. Every method takes the labels ``y [B]``.
+    Introduced in chapter 11.
+    """
+
+    def __init__(self, config: VAEConfig | None = None, beta: float = 1.0) -> None:
+        config = config or VAEConfig(num_classes=10)
+        if config.num_classes < 1:
+            raise ValueError("a CVAE needs config.num_classes >= 1")
+        super().__init__(config, beta)
+
+    @torch.no_grad()
+    def sample(self, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:  # type: ignore[override]
+        """One image per label: z ~ N(0, I) (drawn from ``generator``), mean image ``sigmoid(decode(z, y))``.
+
+        labels int64 ``[N]`` -> images ``[N, C, H, W]`` in [0, 1].
+        """
+        device = next(self.parameters()).device
+        z = torch.randn(labels.shape[0], self.config.latent_dim, generator=generator).to(device)
+        return torch.sigmoid(self.decode(z, labels.to(device))).cpu()
+
+
+def cvae_elbo(x: Tensor, y: Tensor, encoder: nn.Module, decoder: nn.Module, eps: Tensor,
+              num_classes: int) -> Tensor:
+    r"""The conditional ELBO per example, one reparameterised sample: the CVAE's training objective.
+
+    .. math:: \mathrm{ELBO}(x, y) = \log p(x \mid y, z) - \mathrm{KL}(q(z \mid x, y) \,\|\, \mathcal N(0, I)),
+              \qquad z = \mu(x, y) + \sigma(x, y) \odot \varepsilon
+
+    Args:
+        x: images ``[B, C, H, W]`` in [0, 1].
+        y: labels int64 ``[B]``.
+        encoder: ``encoder(x, onehot [B, K]) -> (mu, logvar)``, each ``[B, D]`` (an :class:`Encoder`).
+        decoder: ``decoder(z [B, D], onehot [B, K]) -> logits [B, C, H, W]`` (a :class:`Decoder`).
+        eps: the standard-normal noise ``[B, D]``.
+        num_classes: K.
+
+    Returns:
+        ``[B]`` (nats; Bernoulli likelihood, analytic KL). Introduced in chapter 11.
+    """
+    c = one_hot(y, num_classes)  # [B, K]: the condition goes into both networks
+    mu, logvar = encoder(x, c)
+    z = reparameterize(mu, logvar, eps)
+    return bernoulli_log_likelihood(decoder(z, c), x) - gaussian_kl(mu, logvar)
+
+
+@torch.no_grad()
+def style_transfer(model: CVAE, x: Tensor, y: Tensor, targets: Sequence[int] | Tensor) -> Tensor:
+    """Encode each image with its own label, then decode its style code with every target label.
+
+    z = mean of q(z | x, y); output[b, t] = sigmoid(decode(z_b, targets[t])). ``x [B, C, H, W]``, ``y [B]``
+    -> ``[B, T, C, H, W]``. Introduced in chapter 11.
+    """
+    targets = torch.as_tensor(targets, dtype=torch.long).flatten()
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    mu, _ = model.encode(x.to(device), y.to(device))  # [B, D]
+    b, t = mu.shape[0], targets.shape[0]
+    z = mu.repeat_interleave(t, dim=0)  # [B*T, D]: each code T times
+    labels = targets.repeat(b).to(device)  # [B*T]
+    imgs = torch.sigmoid(model.decode(z, labels))
+    model.train(was)
+    return imgs.view(b, t, *imgs.shape[1:]).cpu()
+
+
+# ----------------------------------------------------------------------------- anomaly detection
+
+
+def _batches(n: int, batch_size: int) -> list[slice]:
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+@torch.no_grad()
+def negative_elbo(model: BetaVAE, x: Tensor, y: Tensor | None = None, n_samples: int = 1,
+                  generator: torch.Generator | None = None, batch_size: int = 1024) -> Tensor:
+    r"""-ELBO per image (nats; β = 1 whatever the model was trained with): an upper bound on -log p(x).
+
+    .. math:: -\mathrm{ELBO}(x) = -\tfrac1S \sum_s \log p(x \mid z_s) + \mathrm{KL}(q(z|x) \,\|\, p(z)),
+              \quad z_s \sim q(z \mid x)
+
+    Args:
+        model: a trained VAE (labels ``y`` for a conditional one).
+        x: images ``[N, C, H, W]``.
+        n_samples: S, samples of z per image for the reconstruction term (the KL is analytic).
+        generator: makes the samples repeatable.
+
+    Returns:
+        ``[N]``; higher means "less likely under the model" — the anomaly score. Introduced in chapter 11.
+    """
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for sl in _batches(x.shape[0], batch_size):
+        xb = x[sl].to(device)
+        yb = None if y is None else y[sl].to(device)
+        mu, logvar = model.encode(xb, yb)
+        rec = torch.zeros(xb.shape[0], dtype=xb.dtype, device=device)
+        for _ in range(n_samples):
+            z = reparameterize(mu, logvar, generator=generator)
+            rec += bernoulli_log_likelihood(model.decode(z, yb), xb)
+        out.append((gaussian_kl(mu, logvar) - rec / n_samples).cpu())
+    model.train(was)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def iwae_nll(model: BetaVAE, x: Tensor, y: Tensor | None = None, k: int = 16,
+             generator: torch.Generator | None = None, batch_size: int = 256) -> Tensor:
+    r"""Importance-weighted estimate of -log p(x) (Burda et al. 2016) with ``k`` samples from q(z|x), per image.
+
+    .. math:: -\log \frac1k \sum_{s=1}^k \frac{p(x \mid z_s)\, p(z_s)}{q(z_s \mid x)}
+
+    Its expectation is a tighter bound than :func:`negative_elbo` and decreases towards -log p(x) as k grows.
+    ``x [N, C, H, W]`` -> ``[N]``. Introduced in chapter 11.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for sl in _batches(x.shape[0], batch_size):
+        xb = x[sl].to(device)
+        yb = None if y is None else y[sl].to(device)
+        mu, logvar = model.encode(xb, yb)
+        log_w = []
+        for _ in range(k):
+            z = reparameterize(mu, logvar, generator=generator)
+            log_w.append(bernoulli_log_likelihood(model.decode(z, yb), xb) + log_standard_normal(z)
+                         - log_normal(z, mu, logvar))
+        lw = torch.stack(log_w)  # [k, B]
+        out.append(-(torch.logsumexp(lw, dim=0) - math.log(k)).cpu())
+    model.train(was)
+    return torch.cat(out)
+
+
+def auroc(scores: Tensor, labels: Tensor) -> float:
+    r"""Area under the ROC curve from the ranks of the scores (Mann–Whitney U), ties counted as one half.
+
+    .. math:: \mathrm{AUROC} = P(s_+ > s_-) + \tfrac12 P(s_+ = s_-)
+              = \frac{R_+ - n_+(n_+ + 1)/2}{n_+\, n_-}
+
+    where :math:`R_+` is the sum of the positives' ranks among all scores (tied scores share their mean rank).
+
+    Args:
+        scores: ``[N]``, higher = more likely positive (an anomaly).
+        labels: ``[N]`` in {0, 1} (or bool), 1 = positive.
+
+    Returns:
+        a float in [0, 1]: 1 = every positive outranks every negative, 0.5 = chance. Introduced in chapter 11.
+
+    Raises:
+        ValueError: mismatched shapes, labels other than 0/1, or only one class present.
+    """
+    scores = torch.as_tensor(scores).detach().flatten().double()
+    labels = torch.as_tensor(labels).detach().flatten()
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores and labels must have the same length, got {scores.numel()} and {labels.numel()}")
+    if not bool(((labels == 0) | (labels == 1)).all()):
+        raise ValueError("labels must be 0 or 1")
+    if torch.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    pos = labels == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"AUROC needs both classes, got {n_pos} positive(s) and {n_neg} negative(s)")
+    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
+    last = counts.cumsum(0).double()  # 1-based rank of the last member of each tie group
+    mid = last - (counts.double() - 1) / 2  # the group's mean rank
+    rank_sum = mid[inverse][pos].sum().item()
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def heldout_anomaly(digit: int, x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor,
+                    config: VAEConfig | None = None, epochs: int = 5, batch_size: int = 128, lr: float = 1e-3,
+                    seed: int = 0, n_samples: int = 4, progress: bool = True) -> dict[str, Any]:
+    """Train a VAE on every class but ``digit``, score the test set by -ELBO, and measure the AUROC.
+
+    The held-out digit plays the anomaly (label 1), all other test digits the normal data (label 0).
+
+    Returns:
+        ``{"digit", "auroc", "scores" [N], "is_anomaly" [N] bool, "history", "model"}``. Introduced in chapter 11.
+    """
+    keep = y_train != digit
+    if not bool((y_test == digit).any()):
+        raise ValueError(f"the test set has no digit {digit}")
+    torch.manual_seed(seed)
+    model = BetaVAE(config or VAEConfig(latent_dim=16, hidden=(256,)), beta=1.0)
+    history = train_vae(model, x_train[keep], epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                        progress=progress, desc=f"VAE without {digit}")
+    scores = negative_elbo(model, x_test, n_samples=n_samples, generator=torch.Generator().manual_seed(seed))
+    is_anomaly = y_test == digit
+    return {"digit": int(digit), "auroc": auroc(scores, is_anomaly.long()), "scores": scores,
+            "is_anomaly": is_anomaly, "history": history, "model": model}
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_vae(model: BetaVAE, x: Tensor, y: Tensor | None = None, *, epochs: int = 1, batch_size: int = 128,
+              lr: float = 1e-3, max_steps: int | None = None, seed: int = 0, progress: bool = True,
+              desc: str = "VAE", log_every: int = 10) -> History:
+    """Train a (β-, conditional) VAE with Adam on its :meth:`BetaVAE.loss`; returns the :class:`History`.
+
+    A thin wrapper around :func:`companion.train.fit`: a loader shuffled from ``seed``, train metrics
+    ``loss`` (the β-weighted negative ELBO), ``rec`` and ``kl`` (nats per image). Introduced in chapter 11.
+    """
+    conditional = model.config.num_classes > 0
+    if conditional and y is None:
+        raise ValueError("a conditional VAE trains on (x, y): pass the labels y")
+    ds = TensorDataset(x, y) if conditional else TensorDataset(x)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def loss_fn(m: nn.Module, batch: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+        return m.loss(batch[0], batch[1] if conditional else None)
+
+    return fit(model, loader, loss_fn, opt, epochs=epochs, seed=seed, max_steps=max_steps, progress=progress,
+               desc=desc, log_every=log_every)
+
+
+# ----------------------------------------------------------------------------- the shipped checkpoint
+
+HUB_CONFIG = VAEConfig(image_size=28, channels=1, latent_dim=2, hidden=(512, 256), num_classes=10)
+#: epochs and training images per profile for ``cvae_mnist`` (``None`` = the whole training split)
+HUB_SCHEDULE = {"ci": {"epochs": 1, "n_train": 1000}, "cpu": {"epochs": 20, "n_train": None},
+                "gpu": {"epochs": 20, "n_train": None}}
+HUB_LR = 1e-3
+HUB_BATCH = 128
+
+
+@torch.no_grad()
+def conditional_accuracy(model: CVAE, classifier: nn.Module, n_per_class: int = 100,
+                         seed: int = 0) -> tuple[float, Tensor]:
+    """How often a classifier recognises a CVAE sample as the class it was conditioned on.
+
+    Draws ``n_per_class`` samples for each label (z from a generator seeded with ``seed``), classifies the mean
+    images, returns ``(accuracy, per-class accuracy [K])``. Introduced in chapter 11.
+    """
+    k = model.config.num_classes
+    labels = torch.arange(k).repeat_interleave(n_per_class)
+    images = model.sample(labels, generator=torch.Generator().manual_seed(seed))
+    was = classifier.training
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    pred = torch.cat([classifier(images[sl].to(device)).argmax(-1).cpu() for sl in _batches(len(labels), 1000)])
+    classifier.train(was)
+    hit = (pred == labels).double()
+    return float(hit.mean()), hit.view(k, n_per_class).mean(1)
+
+
+def build_hub_cvae() -> CVAE:
+    """The untrained model of checkpoint ``cvae_mnist``: ``CVAE(HUB_CONFIG)``. Introduced in chapter 11."""
+    torch.manual_seed(0)
+    return CVAE(HUB_CONFIG)
+
+
+def train_hub_cvae(profile: str = "cpu") -> tuple[CVAE, dict[str, Any]]:
+    """Train checkpoint ``cvae_mnist`` at ``profile`` and return ``(model, card info)``.
+
+    The recipe: :func:`build_hub_cvae`, Adam (lr 1e-3), batch 128, seed 0, Bernoulli likelihood on the grey
+    levels, on the training split of :func:`companion.data.mnist_splits` (offline: MNIST-test[:8000]). Metrics:
+    ``conditional_accuracy`` (100 samples per digit classified by the shipped ``lenet_mnist``) and the mean
+    ``test_neg_elbo`` (nats) on the evaluation split. Introduced in chapter 11.
+    """
+    from . import data, hub
+
+    if profile not in HUB_SCHEDULE:
+        raise ValueError(f"profile must be one of {sorted(HUB_SCHEDULE)}, got {profile!r}")
+    epochs, n_train = HUB_SCHEDULE[profile]["epochs"], HUB_SCHEDULE[profile]["n_train"]
+    train, test, desc = data.mnist_splits(profile, n_train=n_train)
+    device = "cuda" if profile == "gpu" and torch.cuda.is_available() else "cpu"
+    model = build_hub_cvae().to(device)
+    x, y = train.tensors
+    history = train_vae(model, x.to(device), y.to(device), epochs=epochs, batch_size=HUB_BATCH, lr=HUB_LR,
+                        seed=0, desc=f"cvae_mnist ({profile})")
+    model = model.cpu().eval()
+    acc, _ = conditional_accuracy(model, hub.load_model("lenet_mnist"), n_per_class=100, seed=0)
+    xt, yt = test.tensors
+    nelbo = negative_elbo(model, xt, yt, n_samples=1, generator=torch.Generator().manual_seed(0)).mean().item()
+    info = {
+        "description": f"conditional VAE (MLP {HUB_CONFIG.hidden}, latent {HUB_CONFIG.latent_dim}, one-hot label "
+                       f"into encoder and decoder) on MNIST, chapter 11: Adam lr {HUB_LR:g}, batch {HUB_BATCH}, "
+                       f"{epochs} epoch(s), seed 0, Bernoulli likelihood on grey levels; conditional_accuracy = "
+                       "share of 100 samples per digit that lenet_mnist classifies as their condition",
+        "data": desc,
+        "steps": int(history.train[-1]["step"]),
+        "metrics": {"conditional_accuracy": round(acc, 4), "test_neg_elbo": round(nelbo, 2)},
+    }
+    return model, info

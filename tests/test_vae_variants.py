@@ -1,0 +1,322 @@
+"""companion.vae_variants against torch.distributions, scikit-learn and closed forms; synthetic MIG cases; bad inputs."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import mutual_info_score, roc_auc_score
+from torch import nn
+from torch.distributions import Bernoulli, Normal, kl_divergence
+
+from companion import data, hub
+from companion import vae_variants as vv
+from companion.train import count_parameters
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- config and building blocks
+
+
+def test_config_tiny_and_validation():
+    tiny = vv.VAEConfig.tiny()
+    assert (tiny.input_dim, tiny.latent_dim, tiny.num_classes) == (64, 3, 0)
+    # encoder 64 -> 16 -> 6, decoder 3 -> 16 -> 64
+    assert count_parameters(vv.BetaVAE(tiny)) == (64 * 16 + 16 + 16 * 6 + 6) + (3 * 16 + 16 + 16 * 64 + 64)
+    assert count_parameters(vv.CVAE(vv.VAEConfig.tiny(num_classes=4))) == count_parameters(vv.BetaVAE(tiny)) + 2 * 4 * 16
+    for bad in (dict(latent_dim=0), dict(hidden=()), dict(hidden=(8, 0)), dict(num_classes=-1), dict(image_size=2.5)):
+        with pytest.raises(ValueError):
+            vv.VAEConfig(**bad)
+    with pytest.raises(ValueError, match="beta"):
+        vv.BetaVAE(tiny, beta=-1)
+    with pytest.raises(ValueError, match="num_classes >= 1"):
+        vv.CVAE(tiny)
+
+
+def test_one_hot_and_bad_labels():
+    assert torch.equal(vv.one_hot(torch.tensor([2, 0]), 3), torch.tensor([[0.0, 0, 1], [1, 0, 0]]))
+    with pytest.raises(ValueError, match="0..2"):
+        vv.one_hot(torch.tensor([3]), 3)
+    with pytest.raises(ValueError, match="1-D integer"):
+        vv.one_hot(torch.tensor([0.0, 1.0]), 3)
+
+
+def test_reparameterize_is_mu_plus_sigma_eps_and_differentiable():
+    mu = torch.randn(4, 3, requires_grad=True)
+    logvar = torch.randn(4, 3, requires_grad=True)
+    eps = torch.randn(4, 3)
+    z = vv.reparameterize(mu, logvar, eps)
+    assert torch.allclose(z, mu + logvar.mul(0.5).exp() * eps)
+    z.sum().backward()
+    assert torch.allclose(mu.grad, torch.ones(4, 3)) and torch.allclose(logvar.grad, 0.5 * logvar.mul(0.5).exp() * eps)
+    a = vv.reparameterize(mu, logvar, generator=_gen(1))
+    assert torch.equal(a, vv.reparameterize(mu, logvar, generator=_gen(1)))
+
+
+# ----------------------------------------------------------------------------- β-VAE
+
+
+def test_beta_vae_loss_matches_torch_distributions():
+    torch.manual_seed(0)
+    model = vv.BetaVAE(vv.VAEConfig.tiny(), beta=4.0).double()
+    x = (torch.rand(5, 1, 8, 8, generator=_gen(0)) > 0.5).double()
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (5, 3)
+    z = vv.reparameterize(mu, logvar, generator=_gen(3))
+    logits = model.decode(z)
+    assert logits.shape == (5, 1, 8, 8)
+    rec_ref = Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1)
+    kl_ref = kl_divergence(Normal(mu, logvar.mul(0.5).exp()), Normal(0.0, 1.0)).sum(1)
+    rec, kl = model.elbo_terms(x, generator=_gen(3))
+    assert torch.allclose(rec, rec_ref) and torch.allclose(kl, kl_ref)
+    torch.manual_seed(5)
+    loss, metrics = model.loss(x)
+    torch.manual_seed(5)
+    rec, kl = model.elbo_terms(x)
+    assert torch.allclose(loss, -(rec - 4.0 * kl).mean())
+    assert set(metrics) == {"rec", "kl"}
+
+
+def test_kl_per_dim_sums_to_the_kl_and_matches_torch():
+    mu, logvar = torch.randn(7, 4, dtype=torch.float64), torch.randn(7, 4, dtype=torch.float64)
+    per = vv.kl_per_dim(mu, logvar)
+    ref = kl_divergence(Normal(mu, logvar.mul(0.5).exp()), Normal(0.0, 1.0)).mean(0)
+    assert per.shape == (4,) and torch.allclose(per, ref)
+    with pytest.raises(ValueError):
+        vv.kl_per_dim(mu, logvar[:, :3])
+
+
+def test_latent_traversal_sweeps_one_coordinate():
+    torch.manual_seed(0)
+    model = vv.BetaVAE(vv.VAEConfig.tiny())
+    z = torch.tensor([0.5, -1.0, 2.0])
+    vals = torch.linspace(-2, 2, 5)
+    grid = vv.latent_traversal(model, z, dims=[2, 0], values=vals)
+    assert grid.shape == (2, 5, 1, 8, 8)
+    codes = z.repeat(5, 1)
+    codes[:, 0] = vals
+    with torch.no_grad():
+        assert torch.allclose(grid[1], torch.sigmoid(model.decode(codes)))
+    with pytest.raises(ValueError, match="out of range"):
+        vv.latent_traversal(model, z, dims=[3], values=vals)
+
+
+def test_conditioning_is_enforced():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="unconditional"):
+        vv.BetaVAE(vv.VAEConfig.tiny()).encode(x, torch.tensor([0, 1]))
+    cvae = vv.CVAE(vv.VAEConfig.tiny(num_classes=3))
+    with pytest.raises(ValueError, match="pass the labels"):
+        cvae.encode(x)
+    with pytest.raises(ValueError, match="expected images"):
+        cvae.encode(torch.rand(2, 1, 7, 7), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="sample\\(labels"):
+        vv.BetaVAE.sample(cvae, 3)
+
+
+# ----------------------------------------------------------------------------- the CVAE
+
+
+def test_cvae_elbo_equals_the_model_and_the_label_matters():
+    torch.manual_seed(0)
+    model = vv.CVAE(vv.VAEConfig.tiny(num_classes=4)).double()
+    x = torch.rand(6, 1, 8, 8, generator=_gen(1), dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    eps = torch.randn(6, 3, generator=_gen(2), dtype=torch.float64)
+    elbo = vv.cvae_elbo(x, y, model.encoder, model.decoder, eps, 4)
+    mu, logvar = model.encode(x, y)
+    rec = Bernoulli(logits=model.decode(mu + logvar.mul(0.5).exp() * eps, y), validate_args=False).log_prob(x).flatten(1).sum(1)
+    kl = kl_divergence(Normal(mu, logvar.mul(0.5).exp()), Normal(0.0, 1.0)).sum(1)
+    assert elbo.shape == (6,) and torch.allclose(elbo, rec - kl)
+    assert not torch.allclose(elbo, vv.cvae_elbo(x, (y + 1) % 4, model.encoder, model.decoder, eps, 4))
+
+
+def test_cvae_sample_and_style_transfer():
+    torch.manual_seed(0)
+    model = vv.CVAE(vv.VAEConfig.tiny(num_classes=4))
+    labels = torch.tensor([0, 1, 2, 3])
+    a = model.sample(labels, generator=_gen(0))
+    assert a.shape == (4, 1, 8, 8) and torch.equal(a, model.sample(labels, generator=_gen(0)))
+    assert 0 <= a.min() and a.max() <= 1
+    # same z, different labels -> different images
+    z = torch.randn(4, 3, generator=_gen(0))
+    assert torch.allclose(a, torch.sigmoid(model.decode(z, labels)).detach())
+    assert not torch.allclose(a, torch.sigmoid(model.decode(z, torch.zeros(4, dtype=torch.long))).detach())
+    x = torch.rand(2, 1, 8, 8)
+    y = torch.tensor([1, 3])
+    st = vv.style_transfer(model, x, y, targets=[0, 2, 3])
+    assert st.shape == (2, 3, 1, 8, 8)
+    with torch.no_grad():
+        mu, _ = model.encode(x, y)
+        assert torch.allclose(st[1, 1], torch.sigmoid(model.decode(mu[1:2], torch.tensor([2])))[0])
+
+
+def test_conditional_accuracy_with_a_known_classifier():
+    torch.manual_seed(0)
+    model = vv.CVAE(vv.VAEConfig.tiny(num_classes=4))
+
+    class Always2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return F.one_hot(torch.full((x.shape[0],), 2), 4).float() + 0 * self.w
+
+    acc, per = vv.conditional_accuracy(model, Always2(), n_per_class=5)
+    assert acc == pytest.approx(0.25) and per.tolist() == [0.0, 0.0, 1.0, 0.0]
+
+
+# ----------------------------------------------------------------------------- information and MIG
+
+
+def test_discretize_matches_numpy_histogram_bins():
+    x = torch.randn(500, 3, generator=_gen(0), dtype=torch.float64)
+    ours = vv.discretize(x, 20)
+    for j in range(3):
+        col = x[:, j].numpy()
+        ref = np.digitize(col, np.histogram(col, 20)[1][:-1]) - 1  # disentanglement_lib's recipe, 0-based
+        assert np.array_equal(ours[:, j].numpy(), ref)
+    assert vv.discretize(torch.ones(5), 4).tolist() == [0] * 5
+    assert vv.discretize(torch.tensor([0.0, 0.5, 1.0]), 2).tolist() == [0, 1, 1]
+
+
+def test_entropy_and_mutual_information_match_sklearn():
+    g = _gen(0)
+    a = torch.randint(0, 6, (2000,), generator=g)
+    b = (a + torch.randint(0, 3, (2000,), generator=g)) % 6
+    c = torch.randint(0, 4, (2000,), generator=g) * 7 + 100  # non-contiguous labels
+    for u, v in ((a, b), (a, c), (b, c), (a, a), (c, a // 2)):
+        assert vv.mutual_information(u, v) == pytest.approx(mutual_info_score(u.numpy(), v.numpy()), abs=1e-12)
+    assert vv.entropy(a) == pytest.approx(mutual_info_score(a.numpy(), a.numpy()), abs=1e-12)
+    assert vv.entropy(torch.tensor([0, 1, 2, 3])) == pytest.approx(math.log(4))
+    assert vv.mutual_information(a, torch.zeros_like(a)) == 0.0
+    with pytest.raises(ValueError, match="discretize"):
+        vv.entropy(torch.rand(4))
+    with pytest.raises(ValueError):
+        vv.mutual_information(a, b[:5])
+
+
+def _factors(n=5000, k=3, seed=0):
+    g = _gen(seed)
+    return torch.stack([torch.randint(0, 10, (n,), generator=g) for _ in range(k)], 1).double()
+
+
+def test_mig_synthetic_cases_with_known_answers():
+    v = _factors()
+    g = _gen(1)
+    perfect = v + 0.1 * torch.rand(v.shape, generator=g, dtype=torch.float64)  # one latent per factor
+    r = vv.mig(perfect, v)
+    assert r.score > 0.95 and r.mi.shape == (3, 3) and r.top.tolist() == [0, 1, 2]
+    assert torch.allclose(r.entropy, torch.full((3,), math.log(10), dtype=torch.float64), atol=0.02)
+    # permuting the latents changes nothing
+    assert vv.mig(perfect[:, [2, 0, 1]], v).score == pytest.approx(r.score)
+    # every latent mixes every factor (a rotation): low MIG
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    mixed = (v - 4.5) @ torch.tensor([[0.6, 0.5, 0.62], [-0.7, 0.45, 0.55], [0.4, -0.75, 0.52]], dtype=torch.float64)
+    assert vv.mig(mixed, v).score < 0.2
+    assert vv.mig((v - 4.5) @ q, v).score < 0.3
+    # codes independent of the factors: MIG near 0
+    noise = torch.randn(5000, 4, generator=g, dtype=torch.float64)
+    assert vv.mig(noise, v).score < 0.05
+    # a factor copied into two latents has no gap: its MIG is ~0, the others stay ~1
+    dup = torch.cat([perfect, perfect[:, :1] + 0.01], dim=1)
+    per = vv.mig(dup, v).per_factor
+    assert per[0] < 0.05 and bool((per[1:] > 0.95).all())
+
+
+def test_mig_one_latent_and_categorical_factors():
+    f = data.shapes(600, size=16, seed=0)[1]
+    mat = vv.shapes_factor_matrix(f, ["shape", "pos_x"])
+    assert mat.shape == (600, 2)
+    r = vv.mig(mat[:, 1:2] * 3.0, mat)  # a single latent equal to pos_x: its gap is all of I(z; v)
+    assert r.per_factor[1] == pytest.approx(1.0) and r.per_factor[0] < 0.05
+    assert r.entropy[0] == pytest.approx(vv.entropy(f["shape"]))  # the 3 shape ids are used as categories
+    with pytest.raises(ValueError, match="constant"):
+        vv.mig(torch.randn(10, 2), torch.zeros(10, 1))
+    with pytest.raises(KeyError):
+        vv.shapes_factor_matrix(f, ["colour"])
+
+
+# ----------------------------------------------------------------------------- anomaly scores
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auroc_matches_sklearn_including_ties(seed):
+    g = _gen(seed)
+    labels = (torch.rand(300, generator=g) < 0.3).long()
+    continuous = torch.randn(300, generator=g) + labels
+    tied = torch.randint(0, 4, (300,), generator=g) + labels  # many ties
+    for s in (continuous, tied):
+        assert vv.auroc(s, labels) == pytest.approx(roc_auc_score(labels.numpy(), s.numpy()), abs=1e-12)
+
+
+def test_auroc_closed_cases_and_errors():
+    y = torch.tensor([0, 0, 1, 1])
+    assert vv.auroc(torch.tensor([0.1, 0.2, 0.3, 0.4]), y) == 1.0
+    assert vv.auroc(torch.tensor([0.4, 0.3, 0.2, 0.1]), y) == 0.0
+    assert vv.auroc(torch.zeros(4), y) == 0.5
+    assert vv.auroc(torch.tensor([1.0, 2.0, 2.0, 3.0]), y.bool()) == pytest.approx(0.875)
+    with pytest.raises(ValueError, match="both classes"):
+        vv.auroc(torch.rand(3), torch.ones(3))
+    with pytest.raises(ValueError, match="0 or 1"):
+        vv.auroc(torch.rand(3), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="same length"):
+        vv.auroc(torch.rand(3), torch.tensor([0, 1]))
+
+
+def test_negative_elbo_and_iwae_bounds():
+    torch.manual_seed(0)
+    model = vv.BetaVAE(vv.VAEConfig.tiny(), beta=3.0).double()
+    x = (torch.rand(40, 1, 8, 8, generator=_gen(0)) > 0.6).double()
+    one = vv.negative_elbo(model, x, generator=_gen(4))
+    rec, kl = model.elbo_terms(x, generator=_gen(4))  # the same draw of z; β plays no role in the score
+    assert one.shape == (40,) and torch.allclose(one, (kl - rec).detach())
+    many = vv.negative_elbo(model, x, n_samples=200, generator=_gen(5), batch_size=16)
+    k1 = torch.stack([vv.iwae_nll(model, x, k=1, generator=_gen(s)) for s in range(200)]).mean(0)
+    assert (k1 - many).abs().mean() < 0.25  # E[IWAE_1] = -ELBO
+    k64 = vv.iwae_nll(model, x, k=64, generator=_gen(6), batch_size=7)
+    assert bool((k64 <= many + 0.05).all())  # tighter: IWAE_k <= -ELBO
+    with pytest.raises(ValueError):
+        vv.negative_elbo(model, x, n_samples=0)
+    with pytest.raises(ValueError):
+        vv.iwae_nll(model, x, k=0)
+
+
+def test_training_lowers_the_loss_and_heldout_anomaly_runs():
+    digits = data.digits()
+    x, y = digits.tensors
+    x = x.clamp(0, 1)
+    torch.manual_seed(0)
+    model = vv.CVAE(vv.VAEConfig.tiny(num_classes=10))
+    hist = vv.train_vae(model, x[:600], y[:600], epochs=3, batch_size=64, progress=False, log_every=1)
+    losses = hist.series("loss")[1]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    with pytest.raises(ValueError, match="labels"):
+        vv.train_vae(model, x[:10])
+    out = vv.heldout_anomaly(0, x[:600], y[:600], x[600:900], y[600:900], config=vv.VAEConfig.tiny(), epochs=2,
+                             progress=False)
+    assert set(out) >= {"digit", "auroc", "scores", "is_anomaly", "history", "model"}
+    assert 0.0 <= out["auroc"] <= 1.0 and out["scores"].shape == (300,)
+    assert out["is_anomaly"].sum() == (y[600:900] == 0).sum()
+    assert out["auroc"] == pytest.approx(roc_auc_score(out["is_anomaly"].numpy(), out["scores"].numpy()))
+
+
+# ----------------------------------------------------------------------------- the shipped checkpoint
+
+
+def test_hub_cvae_recipe_and_card():
+    assert "cvae_mnist" in hub.available()
+    model = vv.build_hub_cvae()
+    assert isinstance(model, vv.CVAE) and model.config == vv.HUB_CONFIG
+    card = hub.card("cvae_mnist")
+    assert card["metrics"]["conditional_accuracy"] >= 0.95
+    shipped = hub.load_model("cvae_mnist")
+    assert count_parameters(shipped) == card["parameters"] == count_parameters(model)
+    with pytest.raises(ValueError, match="profile"):
+        vv.train_hub_cvae("tpu")
