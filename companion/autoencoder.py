@@ -129,9 +129,9 @@ class PCA:
     (1936), no rank-:math:`k` affine map reconstructs the data with a smaller squared error.
 
     Attributes (after :meth:`fit`):
-        mean_: ``[D]``; components_: ``[k, D]`` (orthonormal rows); singular_values_: ``[k]``;
-        explained_variance_: ``[k]``; explained_variance_ratio_: ``[k]`` (of the total variance);
-        all_variances_: ``[min(N, D)]``, every component's variance (for spectra and error curves).
+        ``mean_``: ``[D]``; ``components_``: ``[k, D]`` (orthonormal rows); ``singular_values_``: ``[k]``;
+        ``explained_variance_``: ``[k]``; ``explained_variance_ratio_``: ``[k]`` (of the total variance);
+        ``all_variances_``: ``[min(N, D)]``, every component's variance (for spectra and error curves).
 
     The names follow ``sklearn.decomposition.PCA``, and ``tests/test_autoencoder.py`` checks the two agree (up
     to the sign of each component, which an SVD leaves free). Introduced in chapter 09.

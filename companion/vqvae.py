@@ -431,8 +431,9 @@ class VQVAE(nn.Module):
 def vqvae_loss(model: VQVAE, batch: Any) -> tuple[Tensor, dict[str, float]]:
     """The VQ-VAE objective on a batch ``(x, ...)``: reconstruction + VQ loss, for :func:`companion.train.fit`.
 
-    ``recon = -log p(x | z_q) / (number of pixels)`` with a Bernoulli decoder (:func:`companion.losses.
-    bernoulli_log_likelihood`, i.e. binary cross-entropy per pixel), plus the quantiser's codebook and commitment
+    ``recon = -log p(x | z_q) / (number of pixels)`` with a Bernoulli decoder
+    (:func:`companion.losses.bernoulli_log_likelihood`, i.e. binary cross-entropy per pixel), plus the quantiser's
+    codebook and commitment
     terms. Also reports the batch's ``usage`` and ``perplexity``. Introduced in chapter 12.
     """
     x = batch[0] if isinstance(batch, (list, tuple)) else batch

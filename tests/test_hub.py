@@ -90,3 +90,9 @@ def test_cli_list(capsys):
     assert hub.main(["list"]) == 0
     assert "mlp_mnist" in capsys.readouterr().out
     assert "cores" in hub.hardware() or "CUDA" in hub.hardware()
+
+
+def test_cli_retrain_rejects_zero_threads(capsys):
+    with pytest.raises(SystemExit):
+        hub.main(["retrain", hub.available()[0], "--threads", "0"])
+    assert "--threads must be >= 1" in capsys.readouterr().err
