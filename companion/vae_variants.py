@@ -3,7 +3,7 @@
 Read top to bottom:
 
 * :class:`VAEConfig` with a :meth:`VAEConfig.tiny` preset (tests and the ci profile);
-* building blocks: :func:`one_hot`, :func:`reparameterize`, the MLP :class:`Encoder` and :class:`Decoder`
+* building blocks: :func:`one_hot`, :func:`companion.vae.reparameterize` (chapter 10), the MLP :class:`Encoder` and :class:`Decoder`
   (both take an optional conditioning vector, which is all a conditional VAE needs);
 * :class:`BetaVAE` — the ELBO with a weight β on its KL term (Higgins et al. 2017), :func:`kl_per_dim` and
   :func:`latent_traversal`;
@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .losses import bernoulli_log_likelihood, gaussian_kl, log_normal, log_standard_normal
 from .train import History, fit
+from .vae import reparameterize
 
 __all__ = [
     "HUB_CONFIG",
@@ -57,7 +58,6 @@ __all__ = [
     "mutual_information",
     "negative_elbo",
     "one_hot",
-    "reparameterize",
     "shapes_factor_matrix",
     "style_transfer",
     "train_hub_cvae",
@@ -127,17 +127,6 @@ def one_hot(labels: Tensor, num_classes: int) -> Tensor:
         raise ValueError(f"labels must lie in 0..{num_classes - 1}, got range "
                          f"[{int(labels.min())}, {int(labels.max())}]")
     return F.one_hot(labels.long(), num_classes).to(torch.float32)
-
-
-def reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor | None = None,
-                   generator: torch.Generator | None = None) -> Tensor:
-    """z = mu + sigma * eps with eps ~ N(0, I) (Kingma & Welling 2014): a sample that gradients pass through.
-
-    mu, logvar ``[B, D]``; ``eps`` (optional) ``[B, D]``; a ``generator`` makes the draw repeatable.
-    """
-    if eps is None:
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-    return mu + torch.exp(0.5 * logvar) * eps
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -496,7 +485,7 @@ def cvae_elbo(x: Tensor, y: Tensor, encoder: nn.Module, decoder: nn.Module, eps:
     """
     c = one_hot(y, num_classes)  # [B, K]: the condition goes into both networks
     mu, logvar = encoder(x, c)
-    z = reparameterize(mu, logvar, eps)
+    z = reparameterize(mu, logvar, eps=eps)
     return bernoulli_log_likelihood(decoder(z, c), x) - gaussian_kl(mu, logvar)
 
 

@@ -49,7 +49,7 @@ def test_reparameterize_is_mu_plus_sigma_eps_and_differentiable():
     mu = torch.randn(4, 3, requires_grad=True)
     logvar = torch.randn(4, 3, requires_grad=True)
     eps = torch.randn(4, 3)
-    z = vv.reparameterize(mu, logvar, eps)
+    z = vv.reparameterize(mu, logvar, eps=eps)
     assert torch.allclose(z, mu + logvar.mul(0.5).exp() * eps)
     z.sum().backward()
     assert torch.allclose(mu.grad, torch.ones(4, 3)) and torch.allclose(logvar.grad, 0.5 * logvar.mul(0.5).exp() * eps)
