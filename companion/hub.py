@@ -64,6 +64,8 @@ RECIPES: dict[str, Recipe] = {
                                 chapter="12"),
     "cvae_mnist": Recipe(build="companion.vae_variants:build_hub_cvae", train="companion.vae_variants:train_hub_cvae",
                          chapter="11"),
+    "betavae_shapes": Recipe(build="companion.vae_variants:build_hub_betavae",
+                             train="companion.vae_variants:train_hub_betavae", chapter="11"),
 }
 
 

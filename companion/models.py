@@ -29,6 +29,7 @@ WHERE: dict[str, tuple[str, str]] = {
     "VAE": ("companion.vae", "10"),
     "BetaVAE": ("companion.vae_variants", "11"),
     "CVAE": ("companion.vae_variants", "11"),
+    "BetaSweep": ("companion.vae_variants", "11"),
     "VectorQuantizer": ("companion.vqvae", "12"),
     "VQVAE": ("companion.vqvae", "12"),
     "CodePrior": ("companion.vqvae", "12"),

@@ -2,11 +2,14 @@
 
 Read top to bottom:
 
-* :class:`VAEConfig` with a :meth:`VAEConfig.tiny` preset (tests and the ci profile);
-* building blocks: :func:`one_hot`, :func:`companion.vae.reparameterize` (chapter 10), the MLP :class:`Encoder` and :class:`Decoder`
-  (both take an optional conditioning vector, which is all a conditional VAE needs);
+* :class:`VAEConfig` with :meth:`VAEConfig.tiny` and :meth:`VAEConfig.conv_tiny` presets (tests, ci);
+* building blocks: :func:`one_hot`, the MLP :class:`Encoder` and :class:`Decoder` and the convolutional
+  :class:`ConvEncoder` and :class:`ConvDecoder` (all four take an optional conditioning vector, which is all a
+  conditional VAE needs — the difference from chapter 10's ``companion.vae.Encoder``/``Decoder``);
 * :class:`BetaVAE` — the ELBO with a weight β on its KL term (Higgins et al. 2017), :func:`kl_per_dim` and
-  :func:`latent_traversal`;
+  :func:`latent_traversal`; from chapter 10 it reuses :func:`companion.vae.reparameterize`,
+  :func:`companion.vae.bernoulli_elbo`, :func:`companion.vae.encode_means` and :func:`companion.vae.traverse`,
+  and from ``companion.losses`` every likelihood, KL and :func:`companion.losses.log_mean_exp`;
 * measuring disentanglement: :func:`discretize`, :func:`entropy`, :func:`mutual_information` and the mutual
   information gap :func:`mig` (Chen et al. 2018), with :func:`shapes_factor_matrix` for ``data.shapes``;
 * :class:`CVAE` — q(z | x, y) and p(x | y, z) (Sohn et al. 2015), :meth:`CVAE.sample` and :func:`style_transfer`;
@@ -14,7 +17,9 @@ Read top to bottom:
   the held-out-digit experiment :func:`heldout_anomaly`;
 * training: :func:`train_vae` (a thin wrapper around ``companion.train.fit``);
 * the shipped checkpoint ``cvae_mnist``: :func:`build_hub_cvae`, :func:`train_hub_cvae` and
-  :func:`conditional_accuracy` (samples judged by chapter 04's LeNet).
+  :func:`conditional_accuracy` (samples judged by chapter 04's LeNet);
+* the shipped checkpoint ``betavae_shapes``: :class:`BetaSweep` (one conv β-VAE per β), :func:`build_hub_betavae`,
+  :func:`train_hub_betavae` and :func:`measure_disentanglement` (MIG, rate, distortion, active latents).
 
 Shapes: images ``[B, C, H, W]`` in ``[0, 1]``; labels int64 ``[B]``; latents ``[B, D]``; per-example terms
 ``[B]``. Log-likelihoods are Bernoulli (``companion.losses``), in nats. Introduced in chapter 11.
@@ -32,19 +37,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .losses import bernoulli_log_likelihood, gaussian_kl, log_normal, log_standard_normal
+from .losses import bernoulli_log_likelihood, gaussian_kl, log_mean_exp, log_normal, log_standard_normal
 from .train import History, fit
-from .vae import reparameterize
+from .vae import bernoulli_elbo, encode_means, reparameterize, traverse
 
 __all__ = [
     "HUB_CONFIG",
+    "SHAPES_BETAS",
+    "SHAPES_CONFIG",
+    "BetaSweep",
     "BetaVAE",
     "CVAE",
+    "ConvDecoder",
+    "ConvEncoder",
     "Decoder",
     "Encoder",
     "MIGResult",
     "VAEConfig",
     "auroc",
+    "build_hub_betavae",
     "build_hub_cvae",
     "conditional_accuracy",
     "cvae_elbo",
@@ -54,12 +65,14 @@ __all__ = [
     "iwae_nll",
     "kl_per_dim",
     "latent_traversal",
+    "measure_disentanglement",
     "mig",
     "mutual_information",
     "negative_elbo",
     "one_hot",
     "shapes_factor_matrix",
     "style_transfer",
+    "train_hub_betavae",
     "train_hub_cvae",
     "train_vae",
 ]
@@ -70,14 +83,19 @@ __all__ = [
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """Sizes of a small MLP VAE.
+    """Sizes of a small MLP or convolutional VAE.
 
     Attributes:
         image_size: side of the square images (28 for MNIST, 32 for ``data.shapes(size=32)``).
         channels: image channels.
         latent_dim: ``D``, the size of z.
-        hidden: widths of the encoder's hidden layers; the decoder uses them in reverse.
+        hidden: ``arch="mlp"``: widths of the encoder's hidden layers (the decoder uses them in reverse).
+            ``arch="conv"``: ``(c_1, ..., c_L, F)``: ``L`` stride-2 4x4 convolutions with ``c_1..c_L`` channels
+            halve the image down to 4x4, a 4x4 convolution without padding turns it into ``F`` features
+            (:class:`ConvEncoder`); the decoder mirrors it with transposed convolutions (:class:`ConvDecoder`).
+            So ``image_size`` must be ``4 * 2**L``: ``(32, 32, 32, 64)`` for 32x32 images.
         num_classes: ``K > 0`` for a conditional VAE (one-hot labels into encoder and decoder), else 0.
+        arch: ``"mlp"`` or ``"conv"``.
     """
 
     image_size: int = 28
@@ -85,6 +103,7 @@ class VAEConfig:
     latent_dim: int = 16
     hidden: tuple[int, ...] = (512, 256)
     num_classes: int = 0
+    arch: str = "mlp"
 
     def __post_init__(self) -> None:
         for name in ("image_size", "channels", "latent_dim"):
@@ -95,6 +114,14 @@ class VAEConfig:
             raise ValueError(f"hidden must be a non-empty tuple of positive integers, got {self.hidden!r}")
         if not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise ValueError(f"num_classes must be an integer >= 0, got {self.num_classes!r}")
+        if self.arch not in ("mlp", "conv"):
+            raise ValueError(f"arch must be 'mlp' or 'conv', got {self.arch!r}")
+        if self.arch == "conv":
+            n_down = len(self.hidden) - 1
+            if n_down < 1 or self.image_size != 4 * 2**n_down:
+                raise ValueError(f"arch='conv' with hidden={self.hidden} halves the image {max(n_down, 0)} time(s) "
+                                 f"down to 4x4, so it needs image_size = {4 * 2**max(n_down, 1)} "
+                                 f"(and at least two entries in hidden), got image_size={self.image_size}")
 
     @property
     def input_dim(self) -> int:
@@ -105,6 +132,11 @@ class VAEConfig:
     def tiny(cls, num_classes: int = 0) -> VAEConfig:
         """A few-hundred-parameter model on 8x8 images, for tests."""
         return cls(image_size=8, channels=1, latent_dim=3, hidden=(16,), num_classes=num_classes)
+
+    @classmethod
+    def conv_tiny(cls, num_classes: int = 0) -> VAEConfig:
+        """The convolutional counterpart of :meth:`tiny`: one stride-2 convolution, 8x8 -> 4x4 -> 8 features."""
+        return cls(image_size=8, channels=1, latent_dim=3, hidden=(4, 8), num_classes=num_classes, arch="conv")
 
     def replace(self, **changes: Any) -> VAEConfig:
         return replace(self, **changes)
@@ -143,6 +175,11 @@ class Encoder(nn.Module):
     """q(z | x[, y]) = N(mu, diag exp(logvar)): an MLP on the flattened image (and the one-hot label).
 
     ``forward(x [B, C, H, W], c [B, K] or None) -> (mu [B, D], logvar [B, D])``.
+
+    How it differs from chapter 10's :class:`companion.vae.Encoder`: it takes an optional conditioning vector
+    ``c`` (the one-hot label of a :class:`CVAE`) and concatenates it to the flattened pixels, uses ReLU instead
+    of ELU, and reads its sizes from this module's :class:`VAEConfig` (the shipped ``cvae_mnist`` depends on
+    its parameter names, ``net.0.weight`` ...). Without ``c`` it is the same kind of MLP encoder.
     """
 
     def __init__(self, config: VAEConfig) -> None:
@@ -162,6 +199,9 @@ class Decoder(nn.Module):
     """p(x | z[, y]): an MLP from z (and the one-hot label) to Bernoulli logits for every pixel.
 
     ``forward(z [B, D], c [B, K] or None) -> logits [B, C, H, W]``.
+
+    How it differs from chapter 10's :class:`companion.vae.Decoder`: the conditioning vector ``c`` is
+    concatenated to ``z``, so one network draws every class; ReLU instead of ELU; Bernoulli logits only.
     """
 
     def __init__(self, config: VAEConfig) -> None:
@@ -174,6 +214,75 @@ class Decoder(nn.Module):
             z = torch.cat([z, c], dim=1)  # [B, D + K]
         cfg = self.config
         return self.net(z).view(-1, cfg.channels, cfg.image_size, cfg.image_size)
+
+
+class ConvEncoder(nn.Module):
+    """q(z | x[, y]) with a convolutional body: stride-2 4x4 convolutions down to 4x4, then a 4x4 one to 1x1.
+
+    For ``hidden = (32, 32, 32, 64)`` on 32x32 images (the β-VAE of chapter 11, after Burgess et al. 2018)::
+
+        x [B, 1, 32, 32] -> [B, 32, 16, 16] -> [B, 32, 8, 8] -> [B, 32, 4, 4] -> [B, 64, 1, 1] -> (mu, logvar) [B, D]
+
+    ``forward(x [B, C, H, W], c [B, K] or None) -> (mu [B, D], logvar [B, D])``; a condition ``c`` is
+    concatenated to the 64 features before the linear head. Chapter 10's conv encoder
+    (:class:`companion.vae.Encoder` with ``arch="conv"``) is fixed to 28x28 and two layers; this one takes
+    any ``4 * 2**L`` image side and a condition.
+    """
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        if config.arch != "conv":
+            raise ValueError(f"ConvEncoder needs config.arch='conv', got {config.arch!r}")
+        self.config = config
+        *chans, features = config.hidden
+        layers: list[nn.Module] = []
+        for a, b in zip([config.channels, *chans[:-1]], chans):
+            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.ReLU()]  # halves H and W
+        layers += [nn.Conv2d(chans[-1], features, 4), nn.ReLU(), nn.Flatten()]  # [B, F, 4, 4] -> [B, F]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(features + config.num_classes, 2 * config.latent_dim)
+
+    def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = self.body(x)  # [B, F]
+        if c is not None:
+            h = torch.cat([h, c], dim=1)  # [B, F + K]
+        mu, logvar = self.head(h).chunk(2, dim=1)  # [B, D] each
+        return mu, logvar
+
+
+class ConvDecoder(nn.Module):
+    """p(x | z[, y]) with transposed convolutions, the mirror image of :class:`ConvEncoder`.
+
+    For ``hidden = (32, 32, 32, 64)``::
+
+        z [B, D] -> [B, 64] -> [B, 32, 4, 4] -> [B, 32, 8, 8] -> [B, 32, 16, 16] -> logits [B, 1, 32, 32]
+
+    ``forward(z [B, D], c [B, K] or None) -> logits [B, C, H, W]`` (Bernoulli logits, no final activation).
+    """
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        if config.arch != "conv":
+            raise ValueError(f"ConvDecoder needs config.arch='conv', got {config.arch!r}")
+        self.config = config
+        *chans, features = config.hidden
+        chans = chans[::-1]
+        layers: list[nn.Module] = [
+            nn.Linear(config.latent_dim + config.num_classes, features), nn.ReLU(),
+            nn.Unflatten(1, (features, 1, 1)),
+            nn.ConvTranspose2d(features, chans[0], 4), nn.ReLU(),  # [B, c_L, 4, 4]
+        ]
+        outs = [*chans[1:], config.channels]
+        for i, (a, b) in enumerate(zip(chans, outs)):
+            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))  # doubles H and W
+            if i < len(outs) - 1:
+                layers.append(nn.ReLU())
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
+        if c is not None:
+            z = torch.cat([z, c], dim=1)  # [B, D + K]
+        return self.body(z)
 
 
 # ----------------------------------------------------------------------------- the β-VAE
@@ -193,8 +302,9 @@ class BetaVAE(nn.Module):
         if not (isinstance(beta, int | float) and beta >= 0):
             raise ValueError(f"beta must be a number >= 0, got {beta!r}")
         self.beta = float(beta)
-        self.encoder = Encoder(self.config)
-        self.decoder = Decoder(self.config)
+        conv = self.config.arch == "conv"
+        self.encoder = ConvEncoder(self.config) if conv else Encoder(self.config)
+        self.decoder = ConvDecoder(self.config) if conv else Decoder(self.config)
 
     # -- conditioning
     def _condition(self, y: Tensor | None, batch: int) -> Tensor | None:
@@ -279,7 +389,8 @@ def latent_traversal(model: BetaVAE, z: Tensor, dims: Sequence[int], values: Seq
         y: the label for a conditional model (an int or a 0-d/1-element tensor).
 
     Returns:
-        mean images ``[len(dims), T, C, H, W]``. Introduced in chapter 11.
+        mean images ``[len(dims), T, C, H, W]``: chapter 10's :func:`companion.vae.traverse`, reshaped into a
+        grid, for a model that may need a label. Introduced in chapter 11.
     """
     if z.ndim != 1 or z.shape[0] != model.config.latent_dim:
         raise ValueError(f"z must be one code [{model.config.latent_dim}], got {list(z.shape)}")
@@ -288,16 +399,14 @@ def latent_traversal(model: BetaVAE, z: Tensor, dims: Sequence[int], values: Seq
     if bad:
         raise ValueError(f"dims {bad} out of range for a {z.shape[0]}-dimensional latent")
     device = next(model.parameters()).device
-    codes = z.to(device).repeat(len(dims), len(values), 1)  # [R, T, D]
-    for r, d in enumerate(dims):
-        codes[r, :, int(d)] = values.to(device)
-    flat = codes.view(-1, z.shape[0])
-    labels = None
+    labels = None  # a conditional model decodes every code with the same label
     if y is not None:
-        labels = torch.full((flat.shape[0],), int(y), dtype=torch.long)
+        labels = torch.full((len(dims) * len(values),), int(y), dtype=torch.long, device=device)
     was = model.training
     model.eval()
-    imgs = torch.sigmoid(model.decode(flat, labels))
+    # chapter 10's traverse: one row of codes per swept dimension, [R*T, D] -> decoded [R*T, C, H, W]
+    imgs = traverse(lambda codes: torch.sigmoid(model.decode(codes, labels)), z.to(device),
+                    [int(d) for d in dims], values.tolist())
     model.train(was)
     return imgs.view(len(dims), len(values), *imgs.shape[1:]).cpu()
 
@@ -483,10 +592,10 @@ def cvae_elbo(x: Tensor, y: Tensor, encoder: nn.Module, decoder: nn.Module, eps:
     Returns:
         ``[B]`` (nats; Bernoulli likelihood, analytic KL). Introduced in chapter 11.
     """
-    c = one_hot(y, num_classes)  # [B, K]: the condition goes into both networks
+    c = one_hot(y, num_classes).to(x.dtype)  # [B, K]: the condition goes into both networks
     mu, logvar = encoder(x, c)
     z = reparameterize(mu, logvar, eps=eps)
-    return bernoulli_log_likelihood(decoder(z, c), x) - gaussian_kl(mu, logvar)
+    return bernoulli_elbo(decoder(z, c), x, mu, logvar)  # chapter 10's ELBO, now conditioned on y
 
 
 @torch.no_grad()
@@ -560,7 +669,8 @@ def iwae_nll(model: BetaVAE, x: Tensor, y: Tensor | None = None, k: int = 16,
     .. math:: -\log \frac1k \sum_{s=1}^k \frac{p(x \mid z_s)\, p(z_s)}{q(z_s \mid x)}
 
     Its expectation is a tighter bound than :func:`negative_elbo` and decreases towards -log p(x) as k grows.
-    ``x [N, C, H, W]`` -> ``[N]``. Introduced in chapter 11.
+    ``x [N, C, H, W]`` -> ``[N]``. The same estimate as chapter 10's :func:`companion.vae.iwae_nll` (and the same
+    :func:`companion.losses.log_mean_exp`), for a model that may take labels ``y``. Introduced in chapter 11.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -577,8 +687,7 @@ def iwae_nll(model: BetaVAE, x: Tensor, y: Tensor | None = None, k: int = 16,
             z = reparameterize(mu, logvar, generator=generator)
             log_w.append(bernoulli_log_likelihood(model.decode(z, yb), xb) + log_standard_normal(z)
                          - log_normal(z, mu, logvar))
-        lw = torch.stack(log_w)  # [k, B]
-        out.append(-(torch.logsumexp(lw, dim=0) - math.log(k)).cpu())
+        out.append(-log_mean_exp(torch.stack(log_w), dim=0).cpu())  # log_w [k, B] -> [B]
     model.train(was)
     return torch.cat(out)
 
@@ -737,3 +846,137 @@ def train_hub_cvae(profile: str = "cpu") -> tuple[CVAE, dict[str, Any]]:
         "metrics": {"conditional_accuracy": round(acc, 4), "test_neg_elbo": round(nelbo, 2)},
     }
     return model, info
+
+
+# ----------------------------------------------------------------------------- the shipped β-VAE sweep
+
+#: the convolutional β-VAE of chapter 11's experiment: 32x32 shapes, 10 latents, ~134k parameters
+SHAPES_CONFIG = VAEConfig(image_size=32, channels=1, latent_dim=10, hidden=(32, 32, 32, 64), arch="conv")
+#: the values of β compared in the experiment (one model each, all in checkpoint ``betavae_shapes``)
+SHAPES_BETAS = (1.0, 4.0, 16.0)
+#: training images, optimiser steps per model, batch size and learning rate of ``betavae_shapes`` per profile
+SHAPES_SCHEDULE = {"ci": {"n_train": 512, "steps": 20}, "cpu": {"n_train": 30_000, "steps": 8000},
+                   "gpu": {"n_train": 30_000, "steps": 8000}}
+SHAPES_BATCH, SHAPES_LR = 64, 1e-3
+#: the evaluation set every MIG in the chapter and the card is measured on: ``data.shapes(5000, 32, seed=1)``
+SHAPES_EVAL = {"n": 5000, "size": 32, "seed": 1}
+
+
+class BetaSweep(nn.Module):
+    """β-VAEs that differ only in β (same config, same initial weights), stored as one module.
+
+    ``sweep[beta]`` is the :class:`BetaVAE` trained with that β; ``sweep.betas`` lists them in order.
+    The checkpoint ``betavae_shapes`` is one such sweep. Introduced in chapter 11.
+    """
+
+    def __init__(self, config: VAEConfig = SHAPES_CONFIG, betas: Sequence[float] = SHAPES_BETAS,
+                 seed: int | None = 0) -> None:
+        super().__init__()
+        if not betas or len(set(betas)) != len(betas):
+            raise ValueError(f"betas must be a non-empty sequence of distinct values, got {betas!r}")
+        self.config = config
+        self.betas = tuple(float(b) for b in betas)
+        models = []
+        for b in self.betas:
+            if seed is not None:
+                torch.manual_seed(seed)  # the same initial weights for every β: only β differs
+            models.append(BetaVAE(config, beta=b))
+        self.models = nn.ModuleList(models)
+
+    def __getitem__(self, beta: float) -> BetaVAE:
+        if float(beta) not in self.betas:
+            raise KeyError(f"no model for beta={beta}; have {self.betas}")
+        return self.models[self.betas.index(float(beta))]  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.betas)
+
+
+@torch.no_grad()
+def measure_disentanglement(model: BetaVAE, x: Tensor, factors: Tensor, bins: int = 20, seed: int = 0,
+                            active_threshold: float = 0.1) -> dict[str, Any]:
+    """Everything the β experiment reports about one trained (unconditional) model on images with known factors.
+
+    Args:
+        model: a trained :class:`BetaVAE`.
+        x: images ``[N, C, H, W]``.
+        factors: ``[N, K]`` ground-truth factors (:func:`shapes_factor_matrix`).
+        bins: bins per latent for :func:`mig`.
+        seed: the draw of z for the one-sample distortion.
+        active_threshold: a latent with mean KL above this (nats) counts as active.
+
+    Returns:
+        ``{"mig": MIGResult on the posterior means (the ``disentanglement_lib`` convention), "mig_sampled":
+        MIGResult on one sample z ~ q(z|x) per image (the stochastic encoder, as Chen et al. 2018 define
+        I(z_j; v_k)), "mu" [N, D], "z" [N, D], "kl_dims" [D], "rate", "distortion", "active"}``: rate = mean
+        KL(q(z|x) || p(z)), distortion = mean -log p(x|z) at that same z (nats per image), active = how many
+        latents have ``kl_dims > active_threshold``. Introduced in chapter 11.
+    """
+    mu, logvar = encode_means(model, x)  # chapter 10's batched encoder pass, [N, D] each
+    z = reparameterize(mu, logvar, generator=torch.Generator().manual_seed(seed))  # one z ~ q(z|x) per image
+    device = next(model.parameters()).device
+    rec = torch.cat([bernoulli_log_likelihood(model.decode(z[sl].to(device)).cpu(), x[sl])
+                     for sl in _batches(x.shape[0], 1000)])
+    kl_dims = kl_per_dim(mu, logvar)
+    return {"mig": mig(mu, factors, bins), "mig_sampled": mig(z, factors, bins), "mu": mu, "z": z,
+            "kl_dims": kl_dims, "rate": float(kl_dims.sum()), "distortion": float(-rec.mean()),
+            "active": int((kl_dims > active_threshold).sum())}
+
+
+def build_hub_betavae() -> BetaSweep:
+    """The untrained models of checkpoint ``betavae_shapes``: ``BetaSweep(SHAPES_CONFIG, SHAPES_BETAS)``."""
+    return BetaSweep(SHAPES_CONFIG, SHAPES_BETAS, seed=0)
+
+
+def train_hub_betavae(profile: str = "cpu") -> tuple[BetaSweep, dict[str, Any]]:
+    """Train checkpoint ``betavae_shapes`` at ``profile``: one conv β-VAE per β in :data:`SHAPES_BETAS`.
+
+    The recipe: :func:`build_hub_betavae` (identical initial weights), Adam (lr ``SHAPES_LR``), batch
+    ``SHAPES_BATCH``, seed 0, the same number of steps for every β, Bernoulli likelihood, on
+    ``data.shapes(n_train, size=32, seed=0)``. Metrics (per β, on ``SHAPES_EVAL``, a different seed): MIG
+    and its per-factor gaps, the normalised mutual information ``I(z_j; v_k) / H(v_k)`` of each factor's best
+    latent, rate, distortion and active latents. Introduced in chapter 11.
+    """
+    from . import data
+
+    if profile not in SHAPES_SCHEDULE:
+        raise ValueError(f"profile must be one of {sorted(SHAPES_SCHEDULE)}, got {profile!r}")
+    n_train, steps = SHAPES_SCHEDULE[profile]["n_train"], SHAPES_SCHEDULE[profile]["steps"]
+    x, _ = data.shapes(n_train, size=SHAPES_CONFIG.image_size, seed=0)
+    x_eval, f_eval = data.shapes(SHAPES_EVAL["n"], size=SHAPES_EVAL["size"], seed=SHAPES_EVAL["seed"])
+    names = list(f_eval)
+    factors = shapes_factor_matrix(f_eval, names)
+    device = "cuda" if profile == "gpu" and torch.cuda.is_available() else "cpu"
+    sweep = build_hub_betavae().to(device)
+    metrics: dict[str, Any] = {}
+    epochs = math.ceil(steps * SHAPES_BATCH / n_train) + 1
+    for beta, model in zip(sweep.betas, sweep.models):
+        train_vae(model, x.to(device), epochs=epochs, max_steps=steps, batch_size=SHAPES_BATCH, lr=SHAPES_LR,
+                  seed=0, desc=f"betavae_shapes beta={beta:g} ({profile})", log_every=100)
+        r = measure_disentanglement(model.cpu().eval(), x_eval, factors)
+        m = r["mig"]
+        metrics[f"beta_{beta:g}"] = {
+            "mig": round(m.score, 4),
+            "mig_sampled": round(r["mig_sampled"].score, 4),
+            "mig_per_factor": {n: round(float(v), 4) for n, v in zip(names, m.per_factor)},
+            "mig_sampled_per_factor": {n: round(float(v), 4) for n, v in zip(names, r["mig_sampled"].per_factor)},
+            "best_latent_mi_over_entropy": {n: round(float(m.mi[int(m.top[k]), k] / m.entropy[k]), 4)
+                                            for k, n in enumerate(names)},
+            "rate_nats": round(r["rate"], 2), "distortion_nats": round(r["distortion"], 2), "active_latents": r["active"],
+        }
+        model.to(device)
+    sweep = sweep.cpu().eval()
+    info = {
+        "description": f"{len(sweep)} convolutional beta-VAEs (conv {SHAPES_CONFIG.hidden[:-1]} -> "
+                       f"{SHAPES_CONFIG.hidden[-1]} features, latent {SHAPES_CONFIG.latent_dim}, 32x32) that differ "
+                       f"only in beta {list(sweep.betas)}, chapter 11: same initial weights, Adam lr {SHAPES_LR:g}, "
+                       f"batch {SHAPES_BATCH}, {steps} steps each, seed 0, Bernoulli likelihood; metrics on "
+                       f"data.shapes({SHAPES_EVAL['n']}, size={SHAPES_EVAL['size']}, seed={SHAPES_EVAL['seed']}): "
+                       "MIG (20 bins) on the posterior means and on one sample z ~ q(z|x), per-factor gaps, "
+                       "best latent's I(z; v) / H(v) (means)",
+        "data": f"procedural dSprites-style shapes: data.shapes({n_train}, size={SHAPES_CONFIG.image_size}, seed=0) "
+                f"(factors shape, scale, rotation, pos_x, pos_y) [profile {profile}]",
+        "steps": steps,
+        "metrics": metrics,
+    }
+    return sweep, info

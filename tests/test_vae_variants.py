@@ -12,6 +12,7 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from companion import data, hub
 from companion import vae_variants as vv
+from companion.losses import gaussian_kl
 from companion.train import count_parameters
 
 
@@ -320,3 +321,93 @@ def test_hub_cvae_recipe_and_card():
     assert count_parameters(shipped) == card["parameters"] == count_parameters(model)
     with pytest.raises(ValueError, match="profile"):
         vv.train_hub_cvae("tpu")
+
+
+# ----------------------------------------------------------------------------- the convolutional β-VAE
+
+
+def test_conv_config_validation_and_parameter_count():
+    tiny = vv.VAEConfig.conv_tiny()
+    # encoder: conv 1->4 (4x4), conv 4->8 (4x4), linear 8 -> 6; decoder: linear 3 -> 8, convT 8->4, convT 4->1
+    enc = (16 * 4 + 4) + (4 * 16 * 8 + 8) + (8 * 6 + 6)
+    dec = (3 * 8 + 8) + (8 * 16 * 4 + 4) + (4 * 16 * 1 + 1)
+    assert count_parameters(vv.BetaVAE(tiny)) == enc + dec
+    # a condition adds K inputs to the encoder's head and to the decoder's first layer
+    assert count_parameters(vv.CVAE(vv.VAEConfig.conv_tiny(num_classes=5))) == enc + dec + 5 * 6 + 5 * 8
+    assert count_parameters(vv.BetaVAE(vv.SHAPES_CONFIG)) == 134357
+    for bad in (dict(arch="resnet"), dict(arch="conv", hidden=(8,)), dict(arch="conv", hidden=(4, 8), image_size=16)):
+        with pytest.raises(ValueError):
+            vv.VAEConfig(**{"image_size": 8, "latent_dim": 3, **bad})
+    with pytest.raises(ValueError, match="conv"):
+        vv.ConvEncoder(vv.VAEConfig.tiny())
+
+
+def test_conv_encoder_decoder_shapes_match_the_docstring():
+    torch.manual_seed(0)
+    model = vv.BetaVAE(vv.SHAPES_CONFIG)
+    shapes = []
+    hook = lambda m, i, o: shapes.append(tuple(o.shape[1:]))  # noqa: E731
+    for layer in [*model.encoder.body, *model.decoder.body]:
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
+            layer.register_forward_hook(hook)
+    logits, mu, logvar = model(torch.rand(2, 1, 32, 32))
+    assert shapes == [(32, 16, 16), (32, 8, 8), (32, 4, 4), (64, 1, 1), (32, 4, 4), (32, 8, 8), (32, 16, 16),
+                      (1, 32, 32)]
+    assert logits.shape == (2, 1, 32, 32) and mu.shape == logvar.shape == (2, 10)
+
+
+def test_conv_vae_elbo_matches_torch_distributions_and_trains():
+    torch.manual_seed(0)
+    model = vv.BetaVAE(vv.VAEConfig.conv_tiny(), beta=2.0).double()
+    x = (torch.rand(6, 1, 8, 8, generator=_gen(0)) > 0.5).double()
+    rec, kl = model.elbo_terms(x, generator=_gen(1))
+    mu, logvar = model.encode(x)
+    logits = model.decode(vv.reparameterize(mu, logvar, generator=_gen(1)))
+    assert torch.allclose(rec, Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1))
+    assert torch.allclose(kl, kl_divergence(Normal(mu, logvar.mul(0.5).exp()), Normal(0.0, 1.0)).sum(1))
+    xs, _ = data.shapes(256, size=8, seed=0)
+    m = vv.BetaVAE(vv.VAEConfig.conv_tiny(), beta=1.0)
+    hist = vv.train_vae(m, xs, epochs=6, batch_size=32, lr=3e-3, progress=False, log_every=1)
+    losses = hist.series("loss")[1]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_beta_sweep_shares_initial_weights_and_indexes_by_beta():
+    sweep = vv.BetaSweep(vv.VAEConfig.conv_tiny(), betas=(1, 4))
+    assert len(sweep) == 2 and sweep.betas == (1.0, 4.0) and sweep[4].beta == 4.0
+    a, b = sweep[1].state_dict(), sweep[4.0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # only β differs
+    with pytest.raises(KeyError):
+        sweep[2]
+    with pytest.raises(ValueError):
+        vv.BetaSweep(vv.VAEConfig.conv_tiny(), betas=(1, 1))
+
+
+def test_measure_disentanglement_reports_rate_distortion_and_mig():
+    torch.manual_seed(0)
+    model = vv.BetaVAE(vv.VAEConfig.conv_tiny()).eval()
+    x, f = data.shapes(300, size=8, seed=0)
+    v = vv.shapes_factor_matrix(f)
+    r = vv.measure_disentanglement(model, x, v)
+    mu, logvar = model.encode(x)
+    assert torch.allclose(r["mu"], mu.detach(), atol=1e-6)
+    assert r["kl_dims"].shape == (3,) and r["rate"] == pytest.approx(gaussian_kl(mu, logvar).mean().item(), rel=1e-5)
+    assert torch.allclose(r["z"], vv.reparameterize(mu, logvar, generator=_gen(0)).detach(), atol=1e-6)
+    nelbo = vv.negative_elbo(model, x, generator=_gen(0))  # the same z draws: -ELBO = distortion + rate
+    assert r["distortion"] + r["rate"] == pytest.approx(nelbo.mean().item(), rel=1e-5)
+    assert r["mig"].mi.shape == r["mig_sampled"].mi.shape == (3, 5) and 0 <= r["mig"].score <= 1
+    assert r["active"] == int((r["kl_dims"] > 0.1).sum())
+
+
+def test_hub_betavae_recipe_and_card():
+    assert "betavae_shapes" in hub.available()
+    sweep = vv.build_hub_betavae()
+    assert isinstance(sweep, vv.BetaSweep) and sweep.betas == vv.SHAPES_BETAS and sweep.config == vv.SHAPES_CONFIG
+    card = hub.card("betavae_shapes")
+    assert set(card["metrics"]) == {f"beta_{b:g}" for b in vv.SHAPES_BETAS}
+    assert card["bytes"] < 2_000_000
+    shipped = hub.load_model("betavae_shapes")
+    assert count_parameters(shipped) == card["parameters"] == len(vv.SHAPES_BETAS) * 134357
+    assert [m.beta for m in shipped.models] == list(vv.SHAPES_BETAS)
+    with pytest.raises(ValueError, match="profile"):
+        vv.train_hub_betavae("tpu")
