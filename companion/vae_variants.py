@@ -28,7 +28,7 @@ Shapes: images ``[B, C, H, W]`` in ``[0, 1]``; labels int64 ``[B]``; latents ``[
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -625,6 +625,21 @@ def _batches(n: int, batch_size: int) -> list[slice]:
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
+def _score_batches(model: BetaVAE, x: Tensor, y: Tensor | None, batch_size: int,
+                   score: Callable[[Tensor, Tensor | None, Tensor, Tensor], Tensor]) -> Tensor:
+    """``score(xb, yb, mu, logvar) -> [B]`` over batches of ``x`` in eval mode, encoded once per batch; ``[N]``."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for sl in _batches(x.shape[0], batch_size):
+        xb = x[sl].to(device)
+        yb = None if y is None else y[sl].to(device)
+        out.append(score(xb, yb, *model.encode(xb, yb)).cpu())
+    model.train(was)
+    return torch.cat(out)
+
+
 @torch.no_grad()
 def negative_elbo(model: BetaVAE, x: Tensor, y: Tensor | None = None, n_samples: int = 1,
                   generator: torch.Generator | None = None, batch_size: int = 1024) -> Tensor:
@@ -644,21 +659,13 @@ def negative_elbo(model: BetaVAE, x: Tensor, y: Tensor | None = None, n_samples:
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for sl in _batches(x.shape[0], batch_size):
-        xb = x[sl].to(device)
-        yb = None if y is None else y[sl].to(device)
-        mu, logvar = model.encode(xb, yb)
-        rec = torch.zeros(xb.shape[0], dtype=xb.dtype, device=device)
-        for _ in range(n_samples):
-            z = reparameterize(mu, logvar, generator=generator)
-            rec += bernoulli_log_likelihood(model.decode(z, yb), xb)
-        out.append((gaussian_kl(mu, logvar) - rec / n_samples).cpu())
-    model.train(was)
-    return torch.cat(out)
+
+    def score(xb: Tensor, yb: Tensor | None, mu: Tensor, logvar: Tensor) -> Tensor:
+        rec = sum(bernoulli_log_likelihood(model.decode(reparameterize(mu, logvar, generator=generator), yb), xb)
+                  for _ in range(n_samples))
+        return gaussian_kl(mu, logvar) - rec / n_samples
+
+    return _score_batches(model, x, y, batch_size, score)
 
 
 @torch.no_grad()
@@ -674,22 +681,16 @@ def iwae_nll(model: BetaVAE, x: Tensor, y: Tensor | None = None, k: int = 16,
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for sl in _batches(x.shape[0], batch_size):
-        xb = x[sl].to(device)
-        yb = None if y is None else y[sl].to(device)
-        mu, logvar = model.encode(xb, yb)
+
+    def score(xb: Tensor, yb: Tensor | None, mu: Tensor, logvar: Tensor) -> Tensor:
         log_w = []
         for _ in range(k):
             z = reparameterize(mu, logvar, generator=generator)
             log_w.append(bernoulli_log_likelihood(model.decode(z, yb), xb) + log_standard_normal(z)
                          - log_normal(z, mu, logvar))
-        out.append(-log_mean_exp(torch.stack(log_w), dim=0).cpu())  # log_w [k, B] -> [B]
-    model.train(was)
-    return torch.cat(out)
+        return -log_mean_exp(torch.stack(log_w), dim=0)  # log_w [k, B] -> [B]
+
+    return _score_batches(model, x, y, batch_size, score)
 
 
 def auroc(scores: Tensor, labels: Tensor) -> float:
