@@ -231,3 +231,7 @@ def test_a_wrong_import_is_caught():
         'import importlib\nimportlib.import_module("companion.recipes")\n', "companion.data"))
     assert not violations("companion.recipes.vaes", imports_of("from ..vae import VAE\n", "companion.recipes.vaes"))
     assert not violations("companion.metrics", {"companion.train", "companion.vqvae"})
+
+
+def test_import_companion_stays_light(import_graph):
+    assert import_graph["companion"] == set(), "companion/__init__.py imports nothing"
