@@ -10,7 +10,6 @@ Read top to bottom, smallest piece first:
   (measured with gradients);
 * models: :class:`LeNetConfig` / :class:`LeNet` (LeNet-5 adapted to 28x28 inputs), :class:`ShallowCNNConfig` /
   :class:`ShallowCNN` (one local layer) and :func:`matched_mlp` (a deeper MLP with the same parameter count);
-* the shipped checkpoint ``lenet_mnist``: :func:`build_hub_lenet` and :func:`train_hub_lenet` (``companion.hub``).
 
 Shapes: images ``[B, C, H, W]``, logits ``[B, K]``. Introduced in chapter 04.
 """
@@ -21,7 +20,6 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +34,6 @@ __all__ = [
     "ShallowCNN",
     "ShallowCNNConfig",
     "avg_pool2d",
-    "build_hub_lenet",
     "confusion_matrix",
     "conv2d_num_params",
     "effective_receptive_field",
@@ -46,7 +43,6 @@ __all__ = [
     "mlp_num_params",
     "receptive_field",
     "receptive_field_box",
-    "train_hub_lenet",
 ]
 
 IntPair = int | Sequence[int]
@@ -503,61 +499,3 @@ def matched_mlp(target_params: int, hidden_layers: int = 3, in_features: int = 7
     if abs(params(h + 1) - target_params) < abs(params(h) - target_params):
         h += 1
     return MLP([in_features, *[h] * hidden_layers, num_classes], activation)
-
-
-# ----------------------------------------------------------------------------------------------
-# The shipped checkpoint ``lenet_mnist`` (companion.hub recipe)
-# ----------------------------------------------------------------------------------------------
-
-#: Training settings of ``lenet_mnist`` per profile: epochs and training images (None = the whole split).
-HUB_SCHEDULE: dict[str, dict[str, Any]] = {
-    "ci": {"epochs": 2, "n_train": 2000},
-    "cpu": {"epochs": 20, "n_train": None},
-    "gpu": {"epochs": 30, "n_train": None},
-}
-HUB_LR, HUB_WEIGHT_DECAY, HUB_BATCH = 2e-3, 5e-4, 64
-
-
-def build_hub_lenet() -> LeNet:
-    """The untrained model of checkpoint ``lenet_mnist``: ``LeNet(LeNetConfig.modern())`` (61,706 parameters).
-
-    Introduced in chapter 04.
-    """
-    return LeNet(LeNetConfig.modern())
-
-
-def train_hub_lenet(profile: str = "cpu") -> tuple[LeNet, dict[str, Any]]:
-    """Train checkpoint ``lenet_mnist`` at ``profile`` and return ``(model, card info)``.
-
-    The recipe: :func:`build_hub_lenet` with seed 0, AdamW (cosine decay to 0), no augmentation, on the
-    training split of :func:`companion.data.mnist_splits` (offline: MNIST-test[:8000], evaluated on
-    MNIST-test[8000:], and the card says so). See :data:`HUB_SCHEDULE` for epochs per profile.
-
-    Returns:
-        ``(model, {"description", "data", "steps", "metrics": {"test_accuracy"}})`` for ``companion.hub``.
-
-    Introduced in chapter 04.
-    """
-    from . import data
-    from .mlp import train_classifier
-    from .profile import seed_everything
-
-    if profile not in HUB_SCHEDULE:
-        raise ValueError(f"profile must be one of {sorted(HUB_SCHEDULE)}, got {profile!r}")
-    epochs, n_train = HUB_SCHEDULE[profile]["epochs"], HUB_SCHEDULE[profile]["n_train"]
-    train, test, desc = data.mnist_splits(profile, n_train=n_train)
-    device = "cuda" if profile == "gpu" and torch.cuda.is_available() else "cpu"
-    seed_everything(0)
-    model = build_hub_lenet()
-    history, acc = train_classifier(model, train, test, epochs=epochs, batch_size=HUB_BATCH, lr=HUB_LR,
-                                    weight_decay=HUB_WEIGHT_DECAY, seed=0, device=device,
-                                    desc=f"lenet_mnist ({profile})")
-    info = {
-        "description": f"LeNet-5 (ReLU, max pooling, 28x28 with padding 2) on MNIST, chapter 04: AdamW lr "
-                       f"{HUB_LR:g}, weight decay {HUB_WEIGHT_DECAY:g}, cosine decay, batch {HUB_BATCH}, "
-                       f"{epochs} epoch(s), seed 0, no augmentation",
-        "data": desc,
-        "steps": int(history.train[-1]["step"]),
-        "metrics": {"test_accuracy": round(acc, 4)},
-    }
-    return model.cpu().eval(), info

@@ -1,138 +1,93 @@
 """Shipped checkpoints: small, hashed weights inside the package, each with a JSON card, and their recipes.
 
-A checkpoint ``NAME`` is two files in ``companion/checkpoints/``: ``NAME.pt`` (a ``state_dict``, loaded with
-``torch.load(..., weights_only=True)``) and ``NAME.json``, its card: the data it saw, steps, profile,
-hardware, metrics, torch version and the file's sha256. :func:`load` refuses a file whose hash differs.
+A checkpoint ``NAME`` is a card ``companion/weights/NAME.json`` (the data it saw, steps, profile, hardware,
+metrics, torch version, the weights' sha256) and the weights file it names (a ``state_dict``, loaded with
+``torch.load(..., weights_only=True)``). :func:`load_model` builds the model from its recipe
+(:data:`companion.recipes.RECIPES`) and refuses weights whose hash differs from the card::
 
-Each checkpoint has a recipe (how to build the model and how to train it); retrain one with::
+    from companion import hub
+    model = hub.load_model("mlp_mnist")
 
-    python -m companion.hub retrain mlp_mnist --profile cpu
+From a shell::
 
-which overwrites the ``.pt`` and writes a fresh card. Introduced in chapter 02.
+    python -m companion.hub list                                # what ships, with cards
+    python -m companion.hub verify                              # check every checkpoint; non-zero exit on a fault
+    python -m companion.hub retrain mlp_mnist --profile cpu     # reproduce one from its recipe
+
+A retrain never replaces a shipped checkpoint trained at a larger profile (``ci`` < ``cpu`` < ``gpu``) unless
+``--force``: it writes to :data:`USER_DIR` (or ``--out DIR``) and says where. Introduced in chapter 02.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
-import importlib
 import json
 import os
 import platform
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .train import atomic_save
+from .checkpoints import (
+    WEIGHTS_DIR,
+    CheckpointError,
+    card_path,
+    load_weights,
+    read_card,
+    sha256,
+    weights_path,
+    write_checkpoint,
+)
+from .profile import PROFILES, Profile, ProfileError, get_profile
+from .recipes import RECIPES, Recipe
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+__all__ = ["CARD_FIELDS", "USER_DIR", "WEIGHTS_DIR", "CheckpointError", "Recipe", "RECIPES", "available", "card",
+           "hardware", "load_model", "main", "paths", "retrain", "sha256", "verify"]
+
+#: Where a retrain writes when it must not replace the shipped checkpoint (``$GENERATEVISION_WEIGHTS`` overrides).
+USER_DIR = Path(os.environ.get("GENERATEVISION_WEIGHTS", "~/.cache/generatevision/weights")).expanduser()
+#: Fields every card has.
 CARD_FIELDS = ("name", "description", "data", "steps", "profile", "hardware", "metrics", "torch_version", "sha256")
 
 
-class CheckpointError(RuntimeError):
-    """An unknown checkpoint name, a missing file or a hash mismatch."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Where a checkpoint's model and training code live, as ``"module:function"`` strings (imported lazily).
-
-    ``build() -> nn.Module`` makes the untrained model; ``train(profile: str) -> (model, info)`` trains it and
-    returns card fields (``data``, ``steps``, ``metrics``, ``description``).
-    """
-
-    build: str
-    train: str
-    chapter: str
-
-
-RECIPES: dict[str, Recipe] = {
-    "mlp_mnist": Recipe(build="companion.mlp:build_hub_mlp", train="companion.mlp:train_hub_mlp", chapter="02"),
-    "lenet_mnist": Recipe(build="companion.cnn:build_hub_lenet", train="companion.cnn:train_hub_lenet", chapter="04"),
-    "resnet_mnist": Recipe(build="companion.resnet:build_hub_resnet", train="companion.resnet:train_hub_resnet",
-                           chapter="07"),
-    "vit_mnist": Recipe(build="companion.vit:build_hub_vit", train="companion.vit:train_hub_vit", chapter="08"),
-    "vae_mnist": Recipe(build="companion.vae:build_hub_vae", train="companion.vae:train_hub_vae", chapter="10"),
-    "vqvae_mnist": Recipe(build="companion.vqvae:build_hub_vqvae", train="companion.vqvae:train_hub_vqvae",
-                          chapter="12"),
-    "vqvae_prior_mnist": Recipe(build="companion.vqvae:build_hub_prior", train="companion.vqvae:train_hub_prior",
-                                chapter="12"),
-    "cvae_mnist": Recipe(build="companion.vae_variants:build_hub_cvae", train="companion.vae_variants:train_hub_cvae",
-                         chapter="11"),
-    "betavae_shapes": Recipe(build="companion.vae_variants:build_hub_betavae",
-                             train="companion.vae_variants:train_hub_betavae", chapter="11"),
-}
-
-
-def _resolve(ref: str) -> Callable[..., Any]:
-    module, func = ref.split(":")
-    return getattr(importlib.import_module(module), func)
-
-
-def _check_name(name: str) -> Recipe:
+def _recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise CheckpointError(f"unknown checkpoint {name!r}; available: {', '.join(sorted(RECIPES))}")
     return RECIPES[name]
 
 
 def available() -> list[str]:
-    """Names of checkpoints with a recipe (shipped or not)."""
+    """Names of the checkpoints that have a recipe (shipped or not)."""
     return sorted(RECIPES)
 
 
-def sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def paths(name: str, directory: str | os.PathLike | None = None) -> tuple[Path, Path]:
-    """``(weights, card)`` paths of checkpoint ``name``."""
-    _check_name(name)
-    d = Path(directory) if directory is not None else CHECKPOINT_DIR
-    return d / f"{name}.pt", d / f"{name}.json"
+    """``(weights, card)`` paths of checkpoint ``name`` (the weights file is the one its card names)."""
+    _recipe(name)
+    return weights_path(name, directory), card_path(name, directory)
 
 
 def card(name: str, directory: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The JSON card of a shipped checkpoint."""
-    _, card_path = paths(name, directory)
-    if not card_path.is_file():
-        raise CheckpointError(f"checkpoint {name!r} has no card at {card_path}; retrain it: "
+    """The JSON card of checkpoint ``name`` (shipped, or in ``directory``)."""
+    _recipe(name)
+    cp = card_path(name, directory)
+    if not cp.is_file():
+        raise CheckpointError(f"checkpoint {name!r} has no card at {cp}; retrain it: "
                               f"python -m companion.hub retrain {name}")
-    return json.loads(card_path.read_text())
-
-
-def load(name: str, directory: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
-    """Load checkpoint ``name``'s ``state_dict`` after checking its sha256 against the card.
-
-    Raises:
-        CheckpointError: unknown name, missing file, or a hash that differs from the card.
-    """
-    weights, _ = paths(name, directory)
-    info = card(name, directory)
-    if not weights.is_file():
-        raise CheckpointError(f"checkpoint {name!r}: weights file {weights} is missing; retrain it: "
-                              f"python -m companion.hub retrain {name}")
-    digest = sha256(weights)
-    if digest != info.get("sha256"):
-        raise CheckpointError(f"checkpoint {name!r}: sha256 of {weights} is {digest[:12]}…, the card says "
-                              f"{str(info.get('sha256'))[:12]}… — the file is corrupted or was changed without "
-                              f"its card; retrain it: python -m companion.hub retrain {name}")
-    return torch.load(weights, map_location="cpu", weights_only=True)
+    return read_card(cp)
 
 
 def load_model(name: str, directory: str | os.PathLike | None = None) -> nn.Module:
-    """Build checkpoint ``name``'s model from its recipe and load the verified weights (eval mode)."""
-    model = _resolve(_check_name(name).build)()
-    model.load_state_dict(load(name, directory))
+    """Build checkpoint ``name``'s model from its recipe and load the hash-verified weights (eval mode).
+
+    Raises:
+        CheckpointError: unknown name, missing or truncated file, or a hash that differs from the card.
+    """
+    model = _recipe(name).build()
+    model.load_state_dict(load_weights(name, directory))
     return model.eval()
 
 
@@ -151,47 +106,112 @@ def hardware() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-def save(name: str, model: nn.Module, info: dict[str, Any], profile: str,
-         directory: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Write ``model``'s weights atomically and its card; returns the card."""
-    weights, card_path = paths(name, directory)
-    atomic_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, weights)
-    recipe = RECIPES[name]
+def _rank(profile: Any) -> int:
+    return PROFILES.index(profile) if profile in PROFILES else -1
+
+
+def _writable(directory: Path) -> bool:
+    probe = directory if directory.exists() else directory.parent
+    return os.access(probe, os.W_OK)
+
+
+def retrain_target(name: str, profile: str, directory: str | os.PathLike | None = None,
+                   force: bool = False) -> tuple[Path, str]:
+    """Where :func:`retrain` will write checkpoint ``name`` trained at ``profile``, and why there.
+
+    ``directory`` (``--out``) wins. Otherwise the shipped folder, unless the shipped card has a larger profile
+    (and not ``force``) or the folder is read-only: then :data:`USER_DIR`.
+    """
+    if directory is not None:
+        return Path(directory), "the folder asked for"
+    try:
+        shipped = card(name).get("profile")
+    except CheckpointError:
+        shipped = None
+    if not force and _rank(shipped) > _rank(profile):
+        return USER_DIR, (f"the shipped {name} was trained at profile {shipped!r}, more than {profile!r}; it is kept "
+                          f"(pass --force to replace it)")
+    if not _writable(WEIGHTS_DIR):
+        return USER_DIR, f"the shipped folder {WEIGHTS_DIR} is read-only"
+    return WEIGHTS_DIR, "the shipped folder"
+
+
+def retrain(name: str, profile: str | Profile = "cpu", directory: str | os.PathLike | None = None, *,
+            force: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Train checkpoint ``name`` from its recipe at ``profile`` and save weights + card; returns the card.
+
+    Where it saves is :func:`retrain_target`'s answer; unless ``quiet`` a line says where and why.
+    :func:`load_model` without a ``directory`` keeps loading the shipped checkpoint.
+    """
+    recipe = _recipe(name)
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    target, why = retrain_target(name, prof.name, directory, force)
+    model, info = recipe.train(prof)
     new_card = {
         "name": name,
         "description": info.get("description", ""),
         "chapter": recipe.chapter,
+        "family": recipe.family,
         "data": info["data"],
         "steps": int(info["steps"]),
-        "profile": profile,
+        "profile": prof.name,
         "hardware": hardware(),
         "metrics": info.get("metrics", {}),
         "torch_version": torch.__version__,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "bytes": weights.stat().st_size,
-        "sha256": sha256(weights),
-        "retrain": f"python -m companion.hub retrain {name} --profile {profile}",
-        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d"),
+        "retrain": f"python -m companion.hub retrain {name} --profile {prof.name}",
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
     }
-    card_path.write_text(json.dumps(new_card, indent=2) + "\n")
-    return new_card
+    written = write_checkpoint(name, model.state_dict(), new_card, target)
+    if not quiet:
+        print(f"{name}: wrote {target / written['weights']} and {card_path(name, target).name} ({why})")
+        if target != WEIGHTS_DIR:
+            print(f"  load it with companion.hub.load_model({name!r}, directory={str(target)!r})")
+    return written
 
 
-def retrain(name: str, profile: str = "cpu", directory: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Train checkpoint ``name`` from its recipe at ``profile`` and save weights + card."""
-    recipe = _check_name(name)
-    model, info = _resolve(recipe.train)(profile)
-    return save(name, model, info, profile, directory)
+def _check(name: str, directory: str | os.PathLike | None) -> str | None:
+    """What is wrong with checkpoint ``name`` (``None``: nothing)."""
+    try:
+        c = card(name, directory)
+        missing = [f for f in CARD_FIELDS if c.get(f) in (None, "")]
+        if missing:
+            return f"card {card_path(name, directory)} lacks {', '.join(missing)}"
+        model = load_model(name, directory)
+    except (CheckpointError, ProfileError) as e:
+        return str(e)
+    except Exception as e:  # load_state_dict: the weights do not fit the recipe's model, or anything unforeseen
+        return f"cannot load it ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})"
+    n = sum(p.numel() for p in model.parameters())
+    if "parameters" in c and n != c["parameters"]:
+        return f"the model has {n:,} parameters, the card says {c['parameters']:,}"
+    return None
+
+
+def verify(directory: str | os.PathLike | None = None) -> dict[str, str | None]:
+    """Check every checkpoint (each recipe's, and any card without one): ``{name: None if fine else what is wrong}``.
+
+    Each check reads the card, compares the weights' sha256, loads them with ``weights_only=True`` into the
+    recipe's model and compares the parameter count with the card.
+    """
+    d = Path(directory) if directory is not None else WEIGHTS_DIR
+    names = sorted(set(RECIPES) | {p.stem for p in d.glob("*.json")})
+    return {n: _check(n, directory) if n in RECIPES else f"card {d / (n + '.json')} has no recipe" for n in names}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m companion.hub", description="Shipped checkpoints.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list checkpoints and their cards")
-    sub.add_parser("verify", help="check every shipped checkpoint's hash")
+    v = sub.add_parser("verify", help="check every checkpoint: card, sha256, weights-only load, parameter count")
+    v.add_argument("--dir", default=None, help="a folder of checkpoints (default: the shipped ones)")
     p = sub.add_parser("retrain", help="retrain a checkpoint from its recipe")
     p.add_argument("name", choices=available())
-    p.add_argument("--profile", default="cpu", choices=("ci", "cpu", "gpu"))
+    p.add_argument("--profile", default="cpu", choices=PROFILES)
+    p.add_argument("--out", default=None, help=f"write here (default: the shipped folder, or {USER_DIR} when the "
+                                               "shipped checkpoint has a larger profile)")
+    p.add_argument("--force", action="store_true", help="replace a shipped checkpoint trained at a larger profile")
+    p.add_argument("--device", default=None, help="override the profile's device (e.g. cpu for a gpu-sized run)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is often faster on a busy machine)")
     args = parser.parse_args(argv)
@@ -199,21 +219,28 @@ def main(argv: list[str] | None = None) -> int:
         for n in available():
             try:
                 c = card(n)
-                print(f"{n:16s} ch{RECIPES[n].chapter}  {c['profile']:4s} {c['steps']:>7d} steps  "
-                      f"{json.dumps(c['metrics'])}  data: {c['data']}")
+                print(f"{n:18s} ch{RECIPES[n].chapter}  {c['profile']:4s} {c['steps']:>7d} steps  "
+                      f"{json.dumps(c['metrics'])[:120]}  data: {c['data'][:80]}")
             except CheckpointError as e:
-                print(f"{n:16s} not shipped ({e})")
-    elif args.cmd == "verify":
-        for n in available():
-            load(n)
-            print(f"{n}: ok")
-    else:
-        if args.threads is not None:
-            if args.threads < 1:
-                parser.error(f"--threads must be >= 1, got {args.threads}")
-            torch.set_num_threads(args.threads)
-        c = retrain(args.name, args.profile)
-        print(json.dumps(c, indent=2))
+                print(f"{n:18s} not shipped ({e})")
+        return 0
+    if args.cmd == "verify":
+        results = verify(args.dir)
+        for n, problem in results.items():
+            print(f"{n}: {'ok' if problem is None else 'FAIL: ' + problem}")
+        bad = sum(p is not None for p in results.values())
+        print(f"{len(results) - bad} of {len(results)} checkpoints ok")
+        return 1 if bad else 0
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    try:
+        profile = get_profile(args.profile, device=args.device)
+    except ProfileError as e:
+        parser.error(str(e))
+    c = retrain(args.name, profile, args.out, force=args.force)
+    print(json.dumps(c, indent=2))
     return 0
 
 

@@ -10,7 +10,6 @@ Read top to bottom, smallest piece first (the nanoGPT order):
 * layers and models: :class:`Linear` (own parameters, Kaiming/LeCun initialisation), :class:`SoftmaxRegression`,
   :class:`MLP`;
 * the chapter's experiments: :func:`permute_pixels`, :func:`shift_images`, :func:`train_classifier`;
-* the shipped checkpoint ``mlp_mnist``: :func:`build_hub_mlp` and :func:`train_hub_mlp` (see ``companion.hub``).
 
 Shapes: images ``[B, C, H, W]``, flattened images ``[B, D]`` with ``D = C*H*W``, logits ``[B, K]``, labels
 ``[B]`` (int64 in ``0..K-1``). Introduced in chapter 02.
@@ -27,11 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "HUB_SIZES",
     "Linear",
     "MLP",
     "SoftmaxRegression",
-    "build_hub_mlp",
     "cross_entropy",
     "cross_entropy_grad",
     "log_softmax",
@@ -40,12 +37,7 @@ __all__ = [
     "shift_images",
     "softmax",
     "train_classifier",
-    "train_hub_mlp",
 ]
-
-#: Layer widths of the shipped ``mlp_mnist`` checkpoint: 784 → 256 → 128 → 10 (235,146 parameters, ~0.9 MB).
-HUB_SIZES: tuple[int, ...] = (784, 256, 128, 10)
-
 
 # ----------------------------------------------------------------------------------------------
 # Pure functions: softmax, log-softmax, cross-entropy and its gradient
@@ -485,52 +477,3 @@ def train_classifier(model: nn.Module, train: Any, test: Any, *, epochs: int = 1
                   eval_fn=eval_fn, scheduler=sched,
                   max_steps=max_steps, progress=progress, desc=desc, log_every=log_every)
     return history, history.last("test_accuracy")
-
-
-# ----------------------------------------------------------------------------------------------
-# The shipped checkpoint ``mlp_mnist`` (companion.hub recipe)
-# ----------------------------------------------------------------------------------------------
-
-
-def build_hub_mlp() -> MLP:
-    """The untrained model of checkpoint ``mlp_mnist``: ``MLP(HUB_SIZES, "relu")`` (235,146 parameters).
-
-    Introduced in chapter 02.
-    """
-    return MLP(HUB_SIZES, "relu")
-
-
-def train_hub_mlp(profile: str = "cpu") -> tuple[MLP, dict[str, Any]]:
-    """Train checkpoint ``mlp_mnist`` at ``profile`` and return ``(model, card info)``.
-
-    The recipe: :func:`build_hub_mlp` with seed 0, AdamW (lr 1e-3, weight decay 1e-4, cosine decay), batch
-    128, on the training split of :func:`companion.data.mnist_splits` (offline that is MNIST-test[:8000],
-    and the card says so); ``ci`` trains 1 epoch on 2,000 images, ``cpu`` 20 epochs, ``gpu`` 30 epochs on
-    everything. About 20 s at ``cpu`` offline on 2 cores (a few minutes with the full 60,000-image split).
-
-    Returns:
-        ``(model, {"description", "data", "steps", "metrics": {"test_accuracy"}})`` for ``companion.hub``.
-
-    Introduced in chapter 02.
-    """
-    from . import data
-    from .profile import seed_everything
-
-    if profile not in ("ci", "cpu", "gpu"):
-        raise ValueError(f"profile must be 'ci', 'cpu' or 'gpu', got {profile!r}")
-    epochs = {"ci": 1, "cpu": 20, "gpu": 30}[profile]
-    train, test, desc = data.mnist_splits(profile, n_train=2000 if profile == "ci" else None)
-    device = "cuda" if profile == "gpu" and torch.cuda.is_available() else "cpu"
-    seed_everything(0)
-    model = build_hub_mlp()
-    history, acc = train_classifier(model, train, test, epochs=epochs, lr=1e-3, weight_decay=1e-4, seed=0,
-                                    device=device, desc=f"mlp_mnist ({profile})")
-    steps = int(history.train[-1]["step"])
-    info = {
-        "description": f"MLP {'-'.join(map(str, HUB_SIZES))} (ReLU) on MNIST, chapter 02: AdamW lr 1e-3, "
-                       f"weight decay 1e-4, cosine decay, batch 128, {epochs} epoch(s), seed 0, no augmentation",
-        "data": desc,
-        "steps": steps,
-        "metrics": {"test_accuracy": round(acc, 4)},
-    }
-    return model.cpu().eval(), info

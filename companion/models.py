@@ -1,50 +1,92 @@
-"""Every model of the course under one roof: ``from companion.models import ResNet, VectorQuantizer``.
+"""Every model of the course and its configuration under one roof: ``from companion.models import ResNet, ResNetConfig``.
 
 Each name is defined in the module of the chapter that builds it (``companion.resnet`` for chapter 07, …) and
-re-exported here on first use, so this index never drifts from the definitions and importing it stays cheap.
-``python -c "import companion.models as m; print(m.__all__)"`` lists them; :data:`WHERE` says which chapter
-module holds each.
+imported here explicitly; :data:`WHERE` says which module holds each and the chapter that introduces it.
+``python -c "import companion.models as m; print(m.__all__)"`` lists them. Chapter 11's configuration
+(``companion.vae_variants.VAEConfig``) is exported as ``BetaVAEConfig``, beside chapter 10's ``VAEConfig``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .autoencoder import AEConfig, ConvAutoencoder, LinearAutoencoder
+from .cnn import LeNet, LeNetConfig, ShallowCNN, ShallowCNNConfig
+from .mlp import MLP, SoftmaxRegression
+from .resnet import BasicBlock, Bottleneck, ResNet, ResNetConfig
+from .vae import VAE, VAEConfig
+from .vae_variants import CVAE, BetaSweep, BetaVAE
+from .vae_variants import VAEConfig as BetaVAEConfig
+from .vgg import VGG, VGGConfig
+from .vit import MultiHeadAttention, PatchEmbedding, SmallCNN, ViT, ViTConfig
+from .vqvae import VQVAE, CodePrior, PriorConfig, VectorQuantizer, VQVAEConfig
 
-#: name -> (module that defines it, chapter)
+#: name -> (module that defines it, chapter that introduces it)
 WHERE: dict[str, tuple[str, str]] = {
     "SoftmaxRegression": ("companion.mlp", "02"),
     "MLP": ("companion.mlp", "02"),
     "LeNet": ("companion.cnn", "04"),
+    "LeNetConfig": ("companion.cnn", "04"),
     "ShallowCNN": ("companion.cnn", "04"),
+    "ShallowCNNConfig": ("companion.cnn", "04"),
     "VGG": ("companion.vgg", "05"),
+    "VGGConfig": ("companion.vgg", "05"),
     "BasicBlock": ("companion.resnet", "07"),
     "Bottleneck": ("companion.resnet", "07"),
     "ResNet": ("companion.resnet", "07"),
+    "ResNetConfig": ("companion.resnet", "07"),
     "PatchEmbedding": ("companion.vit", "08"),
     "MultiHeadAttention": ("companion.vit", "08"),
     "ViT": ("companion.vit", "08"),
+    "ViTConfig": ("companion.vit", "08"),
+    "SmallCNN": ("companion.vit", "08"),
     "LinearAutoencoder": ("companion.autoencoder", "09"),
     "ConvAutoencoder": ("companion.autoencoder", "09"),
+    "AEConfig": ("companion.autoencoder", "09"),
     "VAE": ("companion.vae", "10"),
+    "VAEConfig": ("companion.vae", "10"),
     "BetaVAE": ("companion.vae_variants", "11"),
+    "BetaVAEConfig": ("companion.vae_variants", "11"),
     "CVAE": ("companion.vae_variants", "11"),
     "BetaSweep": ("companion.vae_variants", "11"),
     "VectorQuantizer": ("companion.vqvae", "12"),
     "VQVAE": ("companion.vqvae", "12"),
+    "VQVAEConfig": ("companion.vqvae", "12"),
     "CodePrior": ("companion.vqvae", "12"),
+    "PriorConfig": ("companion.vqvae", "12"),
 }
 
-__all__ = sorted(WHERE)
+#: names exported here under another name than the defining module's
+RENAMED: dict[str, str] = {"BetaVAEConfig": "VAEConfig"}
 
-
-def __getattr__(name: str) -> Any:
-    if name not in WHERE:
-        raise AttributeError(f"companion.models has no model {name!r}; available: {', '.join(__all__)}")
-    value = getattr(importlib.import_module(WHERE[name][0]), name)
-    globals()[name] = value  # cache: the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__ = [
+    "AEConfig",
+    "BasicBlock",
+    "BetaSweep",
+    "BetaVAE",
+    "BetaVAEConfig",
+    "Bottleneck",
+    "CVAE",
+    "CodePrior",
+    "ConvAutoencoder",
+    "LeNet",
+    "LeNetConfig",
+    "LinearAutoencoder",
+    "MLP",
+    "MultiHeadAttention",
+    "PatchEmbedding",
+    "PriorConfig",
+    "ResNet",
+    "ResNetConfig",
+    "ShallowCNN",
+    "ShallowCNNConfig",
+    "SmallCNN",
+    "SoftmaxRegression",
+    "VAE",
+    "VAEConfig",
+    "VGG",
+    "VGGConfig",
+    "VQVAE",
+    "VQVAEConfig",
+    "VectorQuantizer",
+    "ViT",
+    "ViTConfig",
+]

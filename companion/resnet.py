@@ -16,7 +16,6 @@ Read top to bottom:
   every main-path convolution's weight and (caught with tensor hooks) of every block's input;
 * training for the chapter's experiments: :func:`train_classifier` (SGD with momentum, warm-up + cosine) and
   :func:`evaluate`;
-* the shipped checkpoint ``resnet_mnist``: :func:`build_hub_resnet` and :func:`train_hub_resnet`.
 
 Normalisation is ``nn.BatchNorm2d`` by default (PyTorch's fast kernel); ``norm="scratch"`` swaps in chapter 05's
 ``companion.layers.BatchNorm2d``, which has the same parameter and buffer names, so the two networks share
@@ -39,7 +38,6 @@ from .layers import BatchNorm2d
 from .optim import lambda_schedule, warmup_cosine
 
 __all__ = [
-    "HUB_CONFIG",
     "BasicBlock",
     "Bottleneck",
     "ResNet",
@@ -47,13 +45,11 @@ __all__ = [
     "ShortcutA",
     "basic_block_forward",
     "block_num_params",
-    "build_hub_resnet",
     "evaluate",
     "gradient_norms",
     "projection",
     "shortcut_a",
     "train_classifier",
-    "train_hub_resnet",
 ]
 
 BLOCKS = ("basic", "bottleneck")
@@ -543,69 +539,6 @@ def evaluate(model: nn.Module, dataset: Any, batch_size: int = 500) -> dict[str,
     if count == 0:
         raise ValueError("evaluate() got an empty dataset")
     return {"loss": total_loss / count, "accuracy": correct / count}
-
-
-# ----------------------------------------------------------------------------------------------
-# The shipped checkpoint ``resnet_mnist`` (companion.hub recipe)
-# ----------------------------------------------------------------------------------------------
-
-#: The shipped ``resnet_mnist``: ResNet-20 (n = 3, basic blocks, option A) at half the paper's width, 8/16/32.
-HUB_CONFIG = ResNetConfig(n=3, widths=(8, 16, 32))
-#: Epochs per profile of the hub recipe.
-HUB_EPOCHS = {"ci": 1, "cpu": 5, "gpu": 30}
-HUB_LR, HUB_WEIGHT_DECAY, HUB_BATCH = 0.1, 5e-4, 128
-
-
-def build_hub_resnet() -> ResNet:
-    """The untrained model of checkpoint ``resnet_mnist``: ``ResNet(HUB_CONFIG)``. Introduced in chapter 07."""
-    torch.manual_seed(0)
-    return ResNet(HUB_CONFIG)
-
-
-def train_hub_resnet(profile: str = "cpu") -> tuple[ResNet, dict[str, Any]]:
-    """Train checkpoint ``resnet_mnist`` at ``profile`` and return ``(model, card info)``.
-
-    The recipe: :func:`build_hub_resnet`, SGD (momentum 0.9, lr 0.1, weight decay 5e-4), warm-up then cosine
-    decay, batch 128, random shifts of up to 2 pixels, seed 0, on the training split of
-    :func:`companion.data.mnist_splits`. Offline that split is MNIST-test[:8000] and the evaluation split
-    MNIST-test[8000:] (the card says so); the >= 99.4 % target of the ``gpu`` profile refers to the standard
-    60,000/10,000 split, which is not available offline.
-
-    Introduced in chapter 07.
-    """
-    from torch.utils.data import TensorDataset
-
-    from . import data
-    from .profile import seed_everything
-
-    if profile not in HUB_EPOCHS:
-        raise ValueError(f"profile must be one of {sorted(HUB_EPOCHS)}, got {profile!r}")
-    train, test, desc = data.mnist_splits(profile, n_train=2000 if profile == "ci" else None)
-    device = "cuda" if profile == "gpu" and torch.cuda.is_available() else "cpu"
-    epochs = HUB_EPOCHS[profile]
-    steps = epochs * (len(train) // HUB_BATCH)
-    seed_everything(0)
-    model = build_hub_resnet()
-    shifted = _ShiftedDataset(train, max_shift=2, seed=1)
-    history = train_classifier(model, shifted, steps=steps, lr=HUB_LR, weight_decay=HUB_WEIGHT_DECAY,
-                               batch_size=HUB_BATCH, warmup=min(200, steps // 10), seed=0, device=device,
-                               desc=f"resnet_mnist ({profile})")
-    model = model.cpu().eval()
-    metrics = evaluate(model, TensorDataset(*test.tensors))
-    offline = "offline" in desc
-    note = (" Trained offline on 8,000 images (the MNIST training split is not available here), evaluated on the "
-            "2,000 images MNIST-test[8000:]; the >= 99.4% target of the gpu recipe is for the standard "
-            "60,000/10,000 split and does not apply to this card.") if offline else ""
-    info = {
-        "description": f"ResNet-20 (6n+2, n=3, basic blocks, option-A shortcuts, BN) at half width 8/16/32 on MNIST, "
-                       f"chapter 07: SGD momentum 0.9, lr {HUB_LR:g}, weight decay {HUB_WEIGHT_DECAY:g}, warm-up + "
-                       f"cosine, batch {HUB_BATCH}, {epochs} epoch(s) over {len(train)} images, random shifts "
-                       f"<= 2 px, seed 0.{note}",
-        "data": desc,
-        "steps": int(history.train[-1]["step"]),
-        "metrics": {"test_accuracy": round(metrics["accuracy"], 4), "test_loss": round(metrics["loss"], 4)},
-    }
-    return model, info
 
 
 class _ShiftedDataset(torch.utils.data.Dataset):

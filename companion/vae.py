@@ -2,7 +2,7 @@
 
 Read top to bottom:
 
-* :class:`VAEConfig` with :meth:`VAEConfig.tiny` (tests, ci) and the shipped :data:`HUB_CONFIG`;
+* :class:`VAEConfig` with :meth:`VAEConfig.tiny` (tests, ci);
 * the inference network :class:`Encoder` (``x -> (mu, logvar)`` of ``q(z|x) = N(mu, diag exp(logvar))``) and
   the generative network :class:`Decoder` (``z ->`` Bernoulli logits or Gaussian means), MLP or small conv;
 * :func:`reparameterize` (Kingma & Welling 2014, eq. 10 with ``L = 1``): ``z = mu + exp(logvar / 2) * eps``;
@@ -18,7 +18,6 @@ Read top to bottom:
 * looking at the latent space: :func:`encode_means`, :func:`interpolate`, :func:`latent_grid`,
   :func:`posterior_pixel_std`, :func:`traverse`;
 * the gradient-estimator toy of the chapter: :func:`toy_gradient_samples` (score function vs reparameterisation);
-* the shipped checkpoint ``vae_mnist``: :func:`build_hub_vae` and :func:`train_hub_vae` (see ``companion.hub``).
 
 Shapes: images ``x [B, 1, 28, 28]`` in ``[0, 1]``; latents ``z, mu, logvar [B, D]``; decoder output
 ``[B, 1, 28, 28]`` (logits or means); every loss term is per example, ``[B]``, in nats. Introduced in chapter 10.
@@ -42,7 +41,6 @@ from . import losses
 from .train import History
 
 __all__ = [
-    "HUB_CONFIG",
     "LIKELIHOODS",
     "VAE",
     "Decoder",
@@ -53,7 +51,6 @@ __all__ = [
     "beta_anneal",
     "bernoulli_elbo",
     "beta_cyclical",
-    "build_hub_vae",
     "dynamic_binarize",
     "encode_means",
     "evaluate",
@@ -66,7 +63,6 @@ __all__ = [
     "reparameterize",
     "slerp",
     "toy_gradient_samples",
-    "train_hub_vae",
     "train_vae",
     "traverse",
 ]
@@ -139,10 +135,6 @@ class VAEConfig:
     def tiny(cls, **changes: Any) -> VAEConfig:
         """A small MLP VAE (2 latents, one hidden layer of 64) for tests and the ci profile."""
         return cls(**{"latent_dim": 2, "hidden": (64,), **changes})
-
-
-#: The configuration of the shipped checkpoint ``vae_mnist``.
-HUB_CONFIG = VAEConfig(latent_dim=32, hidden=(512, 512), arch="mlp", likelihood="bernoulli")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -758,81 +750,3 @@ def toy_gradient_samples(f: Callable[[Tensor], Tensor], mu: float, sigma: float,
         (grads,) = torch.autograd.grad(f(ms + sigma * eps).sum(), ms)
         return grads
     raise ValueError(f"estimator must be 'score' or 'reparam', got {estimator!r}")
-
-
-# ----------------------------------------------------------------------------------------------
-# The shipped checkpoint
-# ----------------------------------------------------------------------------------------------
-
-
-def build_hub_vae() -> VAE:
-    """The untrained model of checkpoint ``vae_mnist``: ``VAE(HUB_CONFIG)``. Introduced in chapter 10."""
-    torch.manual_seed(0)
-    return VAE(HUB_CONFIG)
-
-
-def train_hub_vae(profile: str = "cpu") -> tuple[VAE, dict[str, Any]]:
-    """Train checkpoint ``vae_mnist`` at ``profile`` and return ``(model, card info)``.
-
-    Recipe: :func:`build_hub_vae`; dynamically binarised MNIST from :func:`companion.data.mnist_splits`; the
-    last 1,000 training images held out for early stopping (never the evaluation images); Adam (lr 1.5e-3,
-    decayed by 0.985 per epoch), batch 100, a linear KL warm-up over 2,000 steps, a Polyak average of the weights
-    (decay 0.999) that is validated and shipped, at most 250 epochs, early stopping on the held-out ELBO with
-    patience 40. The card's metrics are measured on the whole evaluation split binarised once with seed 0: the
-    IWAE NLL with k = 5000 and k = 100, the ELBO, the KL and the active units. Introduced in chapter 10.
-    """
-    from . import data
-    from .profile import seed_everything
-
-    if profile not in ("ci", "cpu", "gpu"):
-        raise ValueError(f"profile must be 'ci', 'cpu' or 'gpu', got {profile!r}")
-    train, test, desc = data.mnist_splits(profile, n_train=2000 if profile == "ci" else None)
-    x_all = train.tensors[0]
-    n_val = 1000 if profile != "ci" else 200
-    x_fit, x_val = x_all[:-n_val], x_all[-n_val:]
-    lr, lr_decay = 1.5e-3, 0.985
-    epochs = {"ci": 2, "cpu": 250, "gpu": 400}[profile]
-    warmup = {"ci": 10, "cpu": 2000, "gpu": 5000}[profile]
-    patience = {"ci": None, "cpu": 40, "gpu": 40}[profile]
-    ema = None if profile == "ci" else 0.999  # a 2-epoch ci run is too short for an average over ~1000 steps
-    device = "cuda" if profile == "gpu" and torch.cuda.is_available() else "cpu"
-    seed_everything(0)
-    model = build_hub_vae().to(device)
-    started = time.perf_counter()
-    history = train_vae(model, x_fit, epochs=epochs, batch_size=100, lr=lr, lr_decay=lr_decay, warmup_steps=warmup,
-                        val=x_val, patience=patience, ema=ema, seed=0, desc=f"vae_mnist ({profile})")
-    train_s = time.perf_counter() - started
-    model = model.cpu().eval()
-    x_test = test.tensors[0]
-    g = torch.Generator().manual_seed(0)
-    x_bin = dynamic_binarize(x_test, g)
-    k = 5000 if profile != "ci" else 50
-    # k = 5000 costs 5000 decoder passes per image: 10 million for the 2,000 evaluation images, ~10-25 min on one
-    # CPU core; every image also gets the cheaper k = 100 bound, for comparison with the chapter's numbers
-    n_iwae = len(x_bin)
-    nll = iwae_nll(model, x_bin, k=k, batch_size=50, generator=torch.Generator().manual_seed(1), progress=True)
-    nll100 = iwae_nll(model, x_bin, k=100, batch_size=100, generator=torch.Generator().manual_seed(1))
-    ev = evaluate(model, x_bin, binarize=False, seed=2)
-    au = active_units(model, x_bin)
-    steps = int(history.train[-1]["step"])
-    best_epoch = int(history.train[-1]["best_epoch"])
-    offline = "offline" in desc
-    note = (" Trained offline on 8,000 images only (MNIST-test[:8000]; the 60,000-image training split is not "
-            "available here), so it over-fits sooner and its NLL is worse than the ~85-88 nats published for "
-            "the full training split.") if offline else ""
-    info = {
-        "description": f"VAE on dynamically binarised MNIST, chapter 10: MLP 784-512-512-{HUB_CONFIG.latent_dim} "
-                       f"encoder, mirrored decoder, ELU, Bernoulli likelihood; Adam lr {lr:g}"
-                       f"{f' decayed x{lr_decay} per epoch' if lr_decay else ''}, batch 100, linear KL "
-                       f"warm-up over {warmup} steps, re-binarised every epoch"
-                       f"{f', Polyak-averaged weights (decay {ema})' if ema else ''}, early stopping on the ELBO "
-                       f"of the last {n_val} training images (best epoch {best_epoch}); seed 0; "
-                       f"{train_s / 60:.1f} min of training.{note}",
-        "data": f"{desc}; fit on the first {len(x_fit)} training images, early stopping on the last {n_val}; "
-                f"metrics on all {len(x_test)} images of the evaluation split, binarised once with seed 0",
-        "steps": steps,
-        "metrics": {f"iwae_nll_k{k}": round(float(nll.mean()), 2), "iwae_images": n_iwae,
-                    "iwae_nll_k100": round(float(nll100.mean()), 2), "elbo": round(ev["elbo"], 2),
-                    "kl": round(ev["kl"], 2), "active_units": au, "best_epoch": best_epoch},
-    }
-    return model, info

@@ -16,10 +16,9 @@ Read top to bottom:
 * anomaly detection: :func:`negative_elbo`, :func:`iwae_nll`, a rank-based :func:`auroc` (Mann–Whitney U) and
   the held-out-digit experiment :func:`heldout_anomaly`;
 * training: :func:`train_vae` (a thin wrapper around ``companion.train.fit``);
-* the shipped checkpoint ``cvae_mnist``: :func:`build_hub_cvae`, :func:`train_hub_cvae` and
-  :func:`conditional_accuracy` (samples judged by chapter 04's LeNet);
-* the shipped checkpoint ``betavae_shapes``: :class:`BetaSweep` (one conv β-VAE per β), :func:`build_hub_betavae`,
-  :func:`train_hub_betavae` and :func:`measure_disentanglement` (MIG, rate, distortion, active latents).
+* judging a CVAE: :func:`conditional_accuracy` (samples judged by chapter 04's LeNet);
+* the β experiment: :class:`BetaSweep` (one conv β-VAE per β, the shape of checkpoint ``betavae_shapes``) and
+  :func:`measure_disentanglement` (MIG, rate, distortion, active latents).
 
 Shapes: images ``[B, C, H, W]`` in ``[0, 1]``; labels int64 ``[B]``; latents ``[B, D]``; per-example terms
 ``[B]``. Log-likelihoods are Bernoulli (``companion.losses``), in nats. Introduced in chapter 11.
@@ -27,7 +26,6 @@ Shapes: images ``[B, C, H, W]`` in ``[0, 1]``; labels int64 ``[B]``; latents ``[
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,9 +40,6 @@ from .train import History, fit
 from .vae import bernoulli_elbo, encode_means, reparameterize, traverse
 
 __all__ = [
-    "HUB_CONFIG",
-    "SHAPES_BETAS",
-    "SHAPES_CONFIG",
     "BetaSweep",
     "BetaVAE",
     "CVAE",
@@ -55,8 +50,6 @@ __all__ = [
     "MIGResult",
     "VAEConfig",
     "auroc",
-    "build_hub_betavae",
-    "build_hub_cvae",
     "conditional_accuracy",
     "cvae_elbo",
     "discretize",
@@ -72,8 +65,6 @@ __all__ = [
     "one_hot",
     "shapes_factor_matrix",
     "style_transfer",
-    "train_hub_betavae",
-    "train_hub_cvae",
     "train_vae",
 ]
 
@@ -778,14 +769,7 @@ def train_vae(model: BetaVAE, x: Tensor, y: Tensor | None = None, *, epochs: int
                desc=desc, log_every=log_every)
 
 
-# ----------------------------------------------------------------------------- the shipped checkpoint
-
-HUB_CONFIG = VAEConfig(image_size=28, channels=1, latent_dim=2, hidden=(512, 256), num_classes=10)
-#: epochs and training images per profile for ``cvae_mnist`` (``None`` = the whole training split)
-HUB_SCHEDULE = {"ci": {"epochs": 1, "n_train": 1000}, "cpu": {"epochs": 20, "n_train": None},
-                "gpu": {"epochs": 20, "n_train": None}}
-HUB_LR = 1e-3
-HUB_BATCH = 128
+# ----------------------------------------------------------------------------- judging a conditional VAE
 
 
 @torch.no_grad()
@@ -808,59 +792,7 @@ def conditional_accuracy(model: CVAE, classifier: nn.Module, n_per_class: int = 
     return float(hit.mean()), hit.view(k, n_per_class).mean(1)
 
 
-def build_hub_cvae() -> CVAE:
-    """The untrained model of checkpoint ``cvae_mnist``: ``CVAE(HUB_CONFIG)``. Introduced in chapter 11."""
-    torch.manual_seed(0)
-    return CVAE(HUB_CONFIG)
-
-
-def train_hub_cvae(profile: str = "cpu") -> tuple[CVAE, dict[str, Any]]:
-    """Train checkpoint ``cvae_mnist`` at ``profile`` and return ``(model, card info)``.
-
-    The recipe: :func:`build_hub_cvae`, Adam (lr 1e-3), batch 128, seed 0, Bernoulli likelihood on the grey
-    levels, on the training split of :func:`companion.data.mnist_splits` (offline: MNIST-test[:8000]). Metrics:
-    ``conditional_accuracy`` (100 samples per digit classified by the shipped ``lenet_mnist``) and the mean
-    ``test_neg_elbo`` (nats) on the evaluation split. Introduced in chapter 11.
-    """
-    from . import data, hub
-
-    if profile not in HUB_SCHEDULE:
-        raise ValueError(f"profile must be one of {sorted(HUB_SCHEDULE)}, got {profile!r}")
-    epochs, n_train = HUB_SCHEDULE[profile]["epochs"], HUB_SCHEDULE[profile]["n_train"]
-    train, test, desc = data.mnist_splits(profile, n_train=n_train)
-    device = "cuda" if profile == "gpu" and torch.cuda.is_available() else "cpu"
-    model = build_hub_cvae().to(device)
-    x, y = train.tensors
-    history = train_vae(model, x.to(device), y.to(device), epochs=epochs, batch_size=HUB_BATCH, lr=HUB_LR,
-                        seed=0, desc=f"cvae_mnist ({profile})")
-    model = model.cpu().eval()
-    acc, _ = conditional_accuracy(model, hub.load_model("lenet_mnist"), n_per_class=100, seed=0)
-    xt, yt = test.tensors
-    nelbo = negative_elbo(model, xt, yt, n_samples=1, generator=torch.Generator().manual_seed(0)).mean().item()
-    info = {
-        "description": f"conditional VAE (MLP {HUB_CONFIG.hidden}, latent {HUB_CONFIG.latent_dim}, one-hot label "
-                       f"into encoder and decoder) on MNIST, chapter 11: Adam lr {HUB_LR:g}, batch {HUB_BATCH}, "
-                       f"{epochs} epoch(s), seed 0, Bernoulli likelihood on grey levels; conditional_accuracy = "
-                       "share of 100 samples per digit that lenet_mnist classifies as their condition",
-        "data": desc,
-        "steps": int(history.train[-1]["step"]),
-        "metrics": {"conditional_accuracy": round(acc, 4), "test_neg_elbo": round(nelbo, 2)},
-    }
-    return model, info
-
-
-# ----------------------------------------------------------------------------- the shipped β-VAE sweep
-
-#: the convolutional β-VAE of chapter 11's experiment: 32x32 shapes, 10 latents, ~134k parameters
-SHAPES_CONFIG = VAEConfig(image_size=32, channels=1, latent_dim=10, hidden=(32, 32, 32, 64), arch="conv")
-#: the values of β compared in the experiment (one model each, all in checkpoint ``betavae_shapes``)
-SHAPES_BETAS = (1.0, 4.0, 16.0)
-#: training images, optimiser steps per model, batch size and learning rate of ``betavae_shapes`` per profile
-SHAPES_SCHEDULE = {"ci": {"n_train": 512, "steps": 20}, "cpu": {"n_train": 30_000, "steps": 8000},
-                   "gpu": {"n_train": 30_000, "steps": 8000}}
-SHAPES_BATCH, SHAPES_LR = 64, 1e-3
-#: the evaluation set every MIG in the chapter and the card is measured on: ``data.shapes(5000, 32, seed=1)``
-SHAPES_EVAL = {"n": 5000, "size": 32, "seed": 1}
+# ----------------------------------------------------------------------------- the β-VAE sweep
 
 
 class BetaSweep(nn.Module):
@@ -870,8 +802,7 @@ class BetaSweep(nn.Module):
     The checkpoint ``betavae_shapes`` is one such sweep. Introduced in chapter 11.
     """
 
-    def __init__(self, config: VAEConfig = SHAPES_CONFIG, betas: Sequence[float] = SHAPES_BETAS,
-                 seed: int | None = 0) -> None:
+    def __init__(self, config: VAEConfig, betas: Sequence[float], seed: int | None = 0) -> None:
         super().__init__()
         if not betas or len(set(betas)) != len(betas):
             raise ValueError(f"betas must be a non-empty sequence of distinct values, got {betas!r}")
@@ -922,62 +853,3 @@ def measure_disentanglement(model: BetaVAE, x: Tensor, factors: Tensor, bins: in
     return {"mig": mig(mu, factors, bins), "mig_sampled": mig(z, factors, bins), "mu": mu, "z": z,
             "kl_dims": kl_dims, "rate": float(kl_dims.sum()), "distortion": float(-rec.mean()),
             "active": int((kl_dims > active_threshold).sum())}
-
-
-def build_hub_betavae() -> BetaSweep:
-    """The untrained models of checkpoint ``betavae_shapes``: ``BetaSweep(SHAPES_CONFIG, SHAPES_BETAS)``."""
-    return BetaSweep(SHAPES_CONFIG, SHAPES_BETAS, seed=0)
-
-
-def train_hub_betavae(profile: str = "cpu") -> tuple[BetaSweep, dict[str, Any]]:
-    """Train checkpoint ``betavae_shapes`` at ``profile``: one conv β-VAE per β in :data:`SHAPES_BETAS`.
-
-    The recipe: :func:`build_hub_betavae` (identical initial weights), Adam (lr ``SHAPES_LR``), batch
-    ``SHAPES_BATCH``, seed 0, the same number of steps for every β, Bernoulli likelihood, on
-    ``data.shapes(n_train, size=32, seed=0)``. Metrics (per β, on ``SHAPES_EVAL``, a different seed): MIG
-    and its per-factor gaps, the normalised mutual information ``I(z_j; v_k) / H(v_k)`` of each factor's best
-    latent, rate, distortion and active latents. Introduced in chapter 11.
-    """
-    from . import data
-
-    if profile not in SHAPES_SCHEDULE:
-        raise ValueError(f"profile must be one of {sorted(SHAPES_SCHEDULE)}, got {profile!r}")
-    n_train, steps = SHAPES_SCHEDULE[profile]["n_train"], SHAPES_SCHEDULE[profile]["steps"]
-    x, _ = data.shapes(n_train, size=SHAPES_CONFIG.image_size, seed=0)
-    x_eval, f_eval = data.shapes(SHAPES_EVAL["n"], size=SHAPES_EVAL["size"], seed=SHAPES_EVAL["seed"])
-    names = list(f_eval)
-    factors = shapes_factor_matrix(f_eval, names)
-    device = "cuda" if profile == "gpu" and torch.cuda.is_available() else "cpu"
-    sweep = build_hub_betavae().to(device)
-    metrics: dict[str, Any] = {}
-    epochs = math.ceil(steps * SHAPES_BATCH / n_train) + 1
-    for beta, model in zip(sweep.betas, sweep.models):
-        train_vae(model, x.to(device), epochs=epochs, max_steps=steps, batch_size=SHAPES_BATCH, lr=SHAPES_LR,
-                  seed=0, desc=f"betavae_shapes beta={beta:g} ({profile})", log_every=100)
-        r = measure_disentanglement(model.cpu().eval(), x_eval, factors)
-        m = r["mig"]
-        metrics[f"beta_{beta:g}"] = {
-            "mig": round(m.score, 4),
-            "mig_sampled": round(r["mig_sampled"].score, 4),
-            "mig_per_factor": {n: round(float(v), 4) for n, v in zip(names, m.per_factor)},
-            "mig_sampled_per_factor": {n: round(float(v), 4) for n, v in zip(names, r["mig_sampled"].per_factor)},
-            "best_latent_mi_over_entropy": {n: round(float(m.mi[int(m.top[k]), k] / m.entropy[k]), 4)
-                                            for k, n in enumerate(names)},
-            "rate_nats": round(r["rate"], 2), "distortion_nats": round(r["distortion"], 2), "active_latents": r["active"],
-        }
-        model.to(device)
-    sweep = sweep.cpu().eval()
-    info = {
-        "description": f"{len(sweep)} convolutional beta-VAEs (conv {SHAPES_CONFIG.hidden[:-1]} -> "
-                       f"{SHAPES_CONFIG.hidden[-1]} features, latent {SHAPES_CONFIG.latent_dim}, 32x32) that differ "
-                       f"only in beta {list(sweep.betas)}, chapter 11: same initial weights, Adam lr {SHAPES_LR:g}, "
-                       f"batch {SHAPES_BATCH}, {steps} steps each, seed 0, Bernoulli likelihood; metrics on "
-                       f"data.shapes({SHAPES_EVAL['n']}, size={SHAPES_EVAL['size']}, seed={SHAPES_EVAL['seed']}): "
-                       "MIG (20 bins) on the posterior means and on one sample z ~ q(z|x), per-factor gaps, "
-                       "best latent's I(z; v) / H(v) (means)",
-        "data": f"procedural dSprites-style shapes: data.shapes({n_train}, size={SHAPES_CONFIG.image_size}, seed=0) "
-                f"(factors shape, scale, rotation, pos_x, pos_y) [profile {profile}]",
-        "steps": steps,
-        "metrics": metrics,
-    }
-    return sweep, info

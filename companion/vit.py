@@ -15,7 +15,6 @@ Read top to bottom:
 * looking inside: :func:`attention_rollout` (Abnar & Zuidema 2020) and :func:`attention_maps`;
 * the chapter's experiments: :class:`SmallCNN` (the baseline with a convolutional bias),
   :func:`random_shift`, :func:`train_classifier`;
-* the shipped checkpoint ``vit_mnist``: :func:`build_hub_vit` and :func:`train_hub_vit` (see ``companion.hub``).
 
 Shapes: images ``[B, C, H, W]``; tokens ``[B, T, D]`` (``T = N`` patches, plus one with a CLS token); per head
 ``[B, h, T, d]`` with ``d = D / h``; attention maps ``[B, h, T, T]``; logits ``[B, K]``. Patches are numbered
@@ -37,7 +36,6 @@ from . import ops
 from .optim import lambda_schedule, warmup_cosine
 
 __all__ = [
-    "HUB_CONFIG",
     "MLP",
     "Block",
     "MultiHeadAttention",
@@ -49,7 +47,6 @@ __all__ = [
     "apply_rotary",
     "attention_maps",
     "attention_rollout",
-    "build_hub_vit",
     "patchify",
     "random_shift",
     "rope_angles_1d",
@@ -58,7 +55,6 @@ __all__ = [
     "sincos_2d",
     "sinusoidal_encoding",
     "train_classifier",
-    "train_hub_vit",
     "unpatchify",
     "vit_flops",
 ]
@@ -674,58 +670,3 @@ def train_classifier(model: nn.Module, train: Any, test: Any | None = None, *, s
     if test_loader is not None:
         acc = history.last("test_accuracy") if eval_fn is not None else accuracy(model, test_loader)
     return history, acc
-
-
-# ----------------------------------------------------------------------------------------------
-# The shipped checkpoint ``vit_mnist`` (companion.hub recipe)
-# ----------------------------------------------------------------------------------------------
-
-#: The architecture of the shipped ``vit_mnist`` checkpoint: 4x4 patches (49 tokens + CLS), D = 64, 4 blocks.
-HUB_CONFIG = ViTConfig(patch_size=4, dim=64, depth=4, heads=4, mlp_ratio=2.0, pos="learned", pool="cls")
-
-
-def build_hub_vit() -> ViT:
-    """The untrained model of checkpoint ``vit_mnist``: ``ViT(HUB_CONFIG)``. Introduced in chapter 08."""
-    torch.manual_seed(0)
-    return ViT(HUB_CONFIG)
-
-
-def train_hub_vit(profile: str = "cpu") -> tuple[ViT, dict[str, Any]]:
-    """Train checkpoint ``vit_mnist`` at ``profile`` and return ``(model, card info)``.
-
-    The recipe: :func:`build_hub_vit`, AdamW (lr 2e-3, weight decay 0.05), warm-up then cosine decay, batch
-    128, random shifts of up to 2 pixels, seed 0, on the training split of :func:`companion.data.mnist_splits`.
-    Offline that split is MNIST-test[:8000] (the card says so): ViTs need data, and 8,000 images cap the
-    accuracy below the >= 98.5 % the ``gpu`` recipe (60,000 images, 30 epochs) aims for (the ``cpu``
-    recipe, 15 epochs = 930 steps, reached 97.5 % on MNIST-test[8000:] in about 6 CPU-minutes on one thread).
-
-    Introduced in chapter 08.
-    """
-    from . import data
-    from .profile import seed_everything
-
-    if profile not in ("ci", "cpu", "gpu"):
-        raise ValueError(f"profile must be 'ci', 'cpu' or 'gpu', got {profile!r}")
-    train, test, desc = data.mnist_splits(profile, n_train=2000 if profile == "ci" else None)
-    epochs = {"ci": 1, "cpu": 15, "gpu": 30}[profile]
-    steps = epochs * (len(train) // 128)
-    device = "cuda" if profile == "gpu" and torch.cuda.is_available() else "cpu"
-    seed_everything(0)
-    model = build_hub_vit()
-    history, acc = train_classifier(model, train, test, steps=steps, lr=2e-3, weight_decay=0.05,
-                                    warmup=min(500, steps // 10), max_shift=2, seed=0, device=device,
-                                    eval_each_epoch=profile != "ci", desc=f"vit_mnist ({profile})")
-    n_train = len(train)
-    offline = "offline" in desc
-    note = (" Trained offline on 8,000 images only (the MNIST training split is not available here): a ViT has "
-            "no convolutional prior and needs data, so this accuracy stays below the >= 98.5% the gpu recipe "
-            "targets on the full 60,000-image training split.") if offline else ""
-    info = {
-        "description": f"ViT on MNIST, chapter 08: 4x4 patches (49 tokens + CLS), D=64, 4 pre-LN blocks, 4 heads, "
-                       f"MLP ratio 2, learned positions; AdamW lr 2e-3, wd 0.05, warm-up + cosine, batch 128, "
-                       f"{epochs} epoch(s) over {n_train} images, random shifts <= 2 px, seed 0.{note}",
-        "data": desc,
-        "steps": int(history.train[-1]["step"]),
-        "metrics": {"test_accuracy": round(float(acc), 4)},
-    }
-    return model.cpu().eval(), info

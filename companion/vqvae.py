@@ -15,8 +15,6 @@ Read top to bottom (smallest piece first, the nanoGPT order):
   :func:`evaluate_vqvae`;
 * :class:`CodePrior` (with :class:`PriorConfig`): a tiny causal transformer over the 49 code indices of an image,
   read in raster order, with :meth:`CodePrior.sample`; :func:`prior_loss`, :func:`train_prior`;
-* the shipped checkpoints ``vqvae_mnist`` and ``vqvae_prior_mnist`` (see ``companion.hub``):
-  :func:`build_hub_vqvae` / :func:`train_hub_vqvae` and :func:`build_hub_prior` / :func:`train_hub_prior`.
 
 Shapes: images ``[B, 1, 28, 28]`` in ``[0, 1]``; encoder outputs ``z_e`` and quantised ``z_q``: ``[B, D, 7, 7]``
 (``D = code_dim``); code indices ``[B, 7, 7]`` (long, in ``[0, K)``); the codebook ``[K, D]``; flattened vectors
@@ -38,15 +36,11 @@ from .losses import bernoulli_log_likelihood
 from .vit import MLP, MultiHeadAttention
 
 __all__ = [
-    "HUB_CONFIG",
-    "PRIOR_CONFIG",
     "CodePrior",
     "PriorConfig",
     "VQVAE",
     "VQVAEConfig",
     "VectorQuantizer",
-    "build_hub_prior",
-    "build_hub_vqvae",
     "codebook_usage",
     "ema_update",
     "encode_dataset",
@@ -57,8 +51,6 @@ __all__ = [
     "prior_loss",
     "squared_distances",
     "straight_through",
-    "train_hub_prior",
-    "train_hub_vqvae",
     "train_prior",
     "train_vqvae",
     "vqvae_loss",
@@ -675,110 +667,6 @@ def train_prior(model: CodePrior, indices: Tensor, *, steps: int, batch_size: in
     sched = lambda_schedule(opt, lambda t: warmup_cosine(t, steps, warmup, lr, min_lr=lr / 20))
     return fit(model, loader, prior_loss, opt, epochs=math.ceil(steps / len(loader)), device=device, seed=seed,
                scheduler=sched, max_steps=steps, progress=progress, desc=desc, log_every=log_every)
-
-
-# ----------------------------------------------------------------------------------------------
-# The shipped checkpoints ``vqvae_mnist`` and ``vqvae_prior_mnist`` (companion.hub recipes)
-# ----------------------------------------------------------------------------------------------
-
-#: The shipped VQ-VAE: 64 channels, one residual block per side, K = 128 codes of D = 16, dead-code reset.
-HUB_CONFIG = VQVAEConfig(hidden=64, res_blocks=1, code_dim=16, num_codes=128, reset_dead=True)
-#: The shipped prior over its 7x7 codes: D = 64, two blocks, four heads, MLP ratio 2.
-PRIOR_CONFIG = PriorConfig(num_codes=HUB_CONFIG.num_codes, dim=64, depth=2, heads=4, mlp_ratio=2.0)
-_HUB_STEPS = {"ci": 60, "cpu": 2000, "gpu": 8000}
-_PRIOR_STEPS = {"ci": 60, "cpu": 1500, "gpu": 8000}
-_BATCH = 64
-
-
-def _check_profile(profile: str) -> str:
-    if profile not in ("ci", "cpu", "gpu"):
-        raise ValueError(f"profile must be 'ci', 'cpu' or 'gpu', got {profile!r}")
-    return "cuda" if profile == "gpu" and torch.cuda.is_available() else "cpu"
-
-
-def build_hub_vqvae() -> VQVAE:
-    """The untrained model of checkpoint ``vqvae_mnist``: ``VQVAE(HUB_CONFIG)``. Introduced in chapter 12."""
-    torch.manual_seed(0)
-    return VQVAE(HUB_CONFIG)
-
-
-def train_hub_vqvae(profile: str = "cpu") -> tuple[VQVAE, dict[str, Any]]:
-    """Train checkpoint ``vqvae_mnist`` at ``profile`` and return ``(model, card info)``.
-
-    The recipe: :func:`build_hub_vqvae`; Adam (lr 2e-3), warm-up then cosine decay, batch 64, seed 0, on the
-    training split of :func:`companion.data.mnist_splits` (offline: MNIST-test[:8000]); metrics on the held-out
-    split: codebook usage, perplexity, reconstruction MSE and BCE per pixel. Introduced in chapter 12.
-    """
-    from . import data
-
-    device = _check_profile(profile)
-    train, test, desc = data.mnist_splits(profile, n_train=2000 if profile == "ci" else None)
-    steps = _HUB_STEPS[profile]
-    model = build_hub_vqvae()
-    history = train_vqvae(model, train, steps=steps, batch_size=_BATCH, lr=2e-3, seed=0, device=device,
-                          desc=f"vqvae_mnist ({profile})")
-    model = model.cpu().eval()
-    m = evaluate_vqvae(model, test.tensors[0])
-    c = HUB_CONFIG
-    info = {
-        "description": f"VQ-VAE on MNIST, chapter 12: conv encoder 28x28 -> 7x7 grid of D={c.code_dim} vectors "
-                       f"({c.hidden} channels, {c.res_blocks} residual block per side), K={c.num_codes} codes, "
-                       f"beta={c.beta}, codebook learned by gradient, dead-code reset after {c.dead_threshold} unused "
-                       f"batches ({int(model.quantizer.resets)} resets); Bernoulli decoder; Adam lr 2e-3, warm-up + "
-                       f"cosine, batch {_BATCH}, {steps} steps over {len(train)} images, seed 0. Metrics on the held-out "
-                       f"split ({len(test)} images): codebook_usage and perplexity of the codes chosen for them, "
-                       f"per-pixel reconstruction MSE and BCE.",
-        "data": desc,
-        "steps": int(history.train[-1]["step"]),
-        "metrics": {"codebook_usage": round(m["usage"], 4), "perplexity": round(m["perplexity"], 2),
-                    "test_mse": round(m["mse"], 5), "test_bce": round(m["bce"], 5)},
-    }
-    return model, info
-
-
-def build_hub_prior() -> CodePrior:
-    """The untrained model of checkpoint ``vqvae_prior_mnist``: ``CodePrior(PRIOR_CONFIG)``. Chapter 12."""
-    torch.manual_seed(0)
-    return CodePrior(PRIOR_CONFIG)
-
-
-def train_hub_prior(profile: str = "cpu") -> tuple[CodePrior, dict[str, Any]]:
-    """Train checkpoint ``vqvae_prior_mnist``: the causal transformer over the codes of the shipped ``vqvae_mnist``.
-
-    Loads ``vqvae_mnist`` with :func:`companion.hub.load_model` (its sha256 is checked and written on the card),
-    encodes the training images to 7x7 code grids, and trains :func:`build_hub_prior` with AdamW (lr 1e-3,
-    weight decay 0.01), warm-up then cosine decay, batch 64, seed 0. Metric: held-out negative log-likelihood
-    in bits per image (49 tokens) against the uniform prior's ``49 log2 K``. Introduced in chapter 12.
-    """
-    from . import data, hub
-
-    device = _check_profile(profile)
-    vq = hub.load_model("vqvae_mnist")
-    vq_sha = hub.card("vqvae_mnist")["sha256"]
-    train, test, desc = data.mnist_splits(profile, n_train=2000 if profile == "ci" else None)
-    train_idx, test_idx = encode_dataset(vq, train.tensors[0]), encode_dataset(vq, test.tensors[0])
-    steps = _PRIOR_STEPS[profile]
-    model = build_hub_prior()
-    history = train_prior(model, train_idx, steps=steps, batch_size=_BATCH, lr=1e-3, seed=0, device=device,
-                          desc=f"vqvae_prior_mnist ({profile})")
-    model = model.cpu().eval()
-    m = evaluate_prior(model, test_idx)
-    c = PRIOR_CONFIG
-    uniform = c.seq_len * math.log2(c.num_codes)
-    info = {
-        "description": f"Autoregressive prior over the 7x7 codes of vqvae_mnist (sha256 {vq_sha}), chapter 12: a "
-                       f"causal transformer (GPT) over the 49 tokens in raster order with a BOS token, D={c.dim}, "
-                       f"{c.depth} pre-LN blocks, {c.heads} heads, MLP ratio {c.mlp_ratio:g}, learned positions; "
-                       f"AdamW lr 1e-3, wd 0.01, warm-up + cosine, batch {_BATCH}, {steps} steps over the codes of "
-                       f"{len(train)} images, seed 0. Metric: held-out NLL of the codes of {len(test)} images in "
-                       f"bits per image (uniform prior: {uniform:.1f} bits).",
-        "data": desc + f"; codes from vqvae_mnist sha256 {vq_sha[:12]}",
-        "steps": int(history.train[-1]["step"]),
-        "metrics": {"test_bits_per_image": round(m["bits_per_image"], 2),
-                    "test_nats_per_token": round(m["nats_per_token"], 4),
-                    "uniform_bits_per_image": round(uniform, 2)},
-    }
-    return model, info
 
 
 def config_dict(model: VQVAE | CodePrior) -> dict[str, Any]:

@@ -1,7 +1,6 @@
 """companion.cnn against PyTorch's own ops, brute-force receptive fields and closed forms; bad inputs."""
 
 import importlib.util
-import math
 
 import course
 import pytest
@@ -250,46 +249,6 @@ def test_convolution_is_translation_equivariant():
     x = torch.rand(2, 1, 16, 16)
     shifted = conv(torch.roll(x, (3, -2), dims=(-2, -1)))
     torch.testing.assert_close(shifted, torch.roll(conv(x), (3, -2), dims=(-2, -1)))
-
-
-# ----------------------------------------------------------------------------- hub recipe
-
-
-def test_hub_recipe_is_registered_and_builds():
-    from companion import hub
-
-    assert hub.RECIPES["lenet_mnist"].chapter == "04"
-    model = cnn.build_hub_lenet()
-    assert model.config == cnn.LeNetConfig.modern() and count_parameters(model) == 61_706
-    with pytest.raises(ValueError, match="profile"):
-        cnn.train_hub_lenet("laptop")
-
-
-def test_train_hub_lenet_ci_recipe_runs():
-    from companion import data
-
-    try:
-        data.mnist("test")
-    except FileNotFoundError:
-        pytest.skip("MNIST is not available here (set COURSE_DATA)")
-    model, info = cnn.train_hub_lenet("ci")
-    assert set(info) >= {"description", "data", "steps", "metrics"}
-    assert info["steps"] == 2 * math.ceil(2000 / cnn.HUB_BATCH)  # 2 epochs of 2,000 images at ci
-    assert 0.5 < info["metrics"]["test_accuracy"] <= 1.0
-    assert "MNIST" in info["data"] and not model.training
-
-
-def test_shipped_lenet_loads_and_is_good():
-    from companion import hub
-
-    weights, _ = hub.paths("lenet_mnist")
-    if not weights.is_file():
-        pytest.skip("lenet_mnist is not shipped yet (python -m companion.hub retrain lenet_mnist)")
-    model = hub.load_model("lenet_mnist")
-    card = hub.card("lenet_mnist")
-    assert card["parameters"] == 61_706 and card["chapter"] == "04"
-    assert card["metrics"]["test_accuracy"] >= 0.98
-    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
 # ----------------------------------------------------------------------------- exercise checks

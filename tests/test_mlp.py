@@ -1,7 +1,6 @@
 """companion.mlp against PyTorch's own ops, autograd and closed forms; bad inputs; determinism."""
 
 import math
-import time
 
 import pytest
 import torch
@@ -313,49 +312,3 @@ def test_train_classifier_learns_and_is_deterministic():
     assert acc == results[0][0]
     with pytest.raises(ValueError, match="eval_every"):
         mlp.train_classifier(mlp.MLP((16, 2)), train, test, eval_every=0, progress=False)
-
-
-# ----------------------------------------------------------------------------- hub recipe
-
-
-def test_build_hub_mlp_shape_and_size():
-    m = mlp.build_hub_mlp()
-    assert m.sizes == mlp.HUB_SIZES == (784, 256, 128, 10)
-    n = sum(p.numel() for p in m.parameters())
-    assert n == 235_146 and n * 4 < 1_000_000
-    assert m(torch.rand(2, 1, 28, 28)).shape == (2, 10)
-    assert set(m.state_dict()) == {f"layers.{i}.{p}" for i in range(3) for p in ("weight", "bias")}
-
-
-def test_train_hub_mlp_rejects_unknown_profile():
-    with pytest.raises(ValueError, match="profile"):
-        mlp.train_hub_mlp("laptop")
-
-
-def test_train_hub_mlp_ci_runs_quickly():
-    from companion import data
-
-    try:
-        data.mnist("test")
-    except FileNotFoundError:
-        pytest.skip("MNIST is not available here (set COURSE_DATA)")
-    start = time.perf_counter()
-    model, info = mlp.train_hub_mlp("ci")
-    assert set(info) >= {"description", "data", "steps", "metrics"}
-    assert info["steps"] > 0 and 0.5 < info["metrics"]["test_accuracy"] <= 1.0
-    assert "MNIST" in info["data"]
-    assert not model.training
-    assert time.perf_counter() - start < 30
-
-
-def test_shipped_checkpoint_loads_if_present():
-    from companion import hub
-
-    weights, card_path = hub.paths("mlp_mnist")
-    if not weights.is_file():
-        pytest.skip("mlp_mnist is not shipped yet (python -m companion.hub retrain mlp_mnist)")
-    model = hub.load_model("mlp_mnist")
-    card = hub.card("mlp_mnist")
-    assert card["parameters"] == 235_146 and card["bytes"] < 1_048_576
-    assert card["metrics"]["test_accuracy"] > 0.9
-    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)

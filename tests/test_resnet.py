@@ -309,10 +309,3 @@ def test_shifted_dataset_is_deterministic_and_shifts():
     assert len({tuple(u.nonzero()[0].tolist()) for u in items_a}) > 1
     same = resnet._ShiftedDataset(base, 0)
     assert torch.equal(same[1][0], x[1])
-
-
-def test_hub_recipe_builds_and_rejects_bad_profiles():
-    model = resnet.build_hub_resnet()
-    assert model.config == resnet.HUB_CONFIG and model.weight_layers() == 20
-    with pytest.raises(ValueError, match="profile"):
-        resnet.train_hub_resnet("tpu")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Independent, Normal
 
-from companion import hub, losses, vae
+from companion import losses, vae
 
 
 def _gen(seed=0):
@@ -279,16 +279,6 @@ def test_score_function_and_reparameterisation_are_unbiased_with_different_varia
     torch.testing.assert_close(reparam.var(), torch.tensor(4.0, dtype=torch.float64), rtol=0.03, atol=0)  # 4 sigma^2
     with pytest.raises(ValueError, match="estimator"):
         vae.toy_gradient_samples(f, 0.0, 1.0, 2, "pathwise")
-
-
-def test_hub_recipe_builds_the_shipped_architecture():
-    model = vae.build_hub_vae()
-    assert model.config == vae.HUB_CONFIG
-    d, h = vae.HUB_CONFIG.latent_dim, vae.HUB_CONFIG.hidden
-    expected = (784 * h[0] + h[0]) + (h[0] * h[1] + h[1]) + (h[1] * 2 * d + 2 * d)  # encoder
-    expected += (d * h[1] + h[1]) + (h[1] * h[0] + h[0]) + (h[0] * 784 + 784)  # decoder
-    assert sum(p.numel() for p in model.parameters()) == expected
-    assert "vae_mnist" in hub.RECIPES and hub.RECIPES["vae_mnist"].chapter == "10"
 
 
 def test_train_vae_polyak_averaging():

@@ -10,9 +10,10 @@ from sklearn.metrics import mutual_info_score, roc_auc_score
 from torch import nn
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from companion import data, hub
+from companion import data
 from companion import vae_variants as vv
 from companion.losses import gaussian_kl
+from companion.recipes.vaes import SHAPES_CONFIG
 from companion.train import count_parameters
 
 
@@ -308,21 +309,6 @@ def test_training_lowers_the_loss_and_heldout_anomaly_runs():
     assert out["auroc"] == pytest.approx(roc_auc_score(out["is_anomaly"].numpy(), out["scores"].numpy()))
 
 
-# ----------------------------------------------------------------------------- the shipped checkpoint
-
-
-def test_hub_cvae_recipe_and_card():
-    assert "cvae_mnist" in hub.available()
-    model = vv.build_hub_cvae()
-    assert isinstance(model, vv.CVAE) and model.config == vv.HUB_CONFIG
-    card = hub.card("cvae_mnist")
-    assert card["metrics"]["conditional_accuracy"] >= 0.95
-    shipped = hub.load_model("cvae_mnist")
-    assert count_parameters(shipped) == card["parameters"] == count_parameters(model)
-    with pytest.raises(ValueError, match="profile"):
-        vv.train_hub_cvae("tpu")
-
-
 # ----------------------------------------------------------------------------- the convolutional β-VAE
 
 
@@ -334,7 +320,7 @@ def test_conv_config_validation_and_parameter_count():
     assert count_parameters(vv.BetaVAE(tiny)) == enc + dec
     # a condition adds K inputs to the encoder's head and to the decoder's first layer
     assert count_parameters(vv.CVAE(vv.VAEConfig.conv_tiny(num_classes=5))) == enc + dec + 5 * 6 + 5 * 8
-    assert count_parameters(vv.BetaVAE(vv.SHAPES_CONFIG)) == 134357
+    assert count_parameters(vv.BetaVAE(SHAPES_CONFIG)) == 134357
     for bad in (dict(arch="resnet"), dict(arch="conv", hidden=(8,)), dict(arch="conv", hidden=(4, 8), image_size=16)):
         with pytest.raises(ValueError):
             vv.VAEConfig(**{"image_size": 8, "latent_dim": 3, **bad})
@@ -344,7 +330,7 @@ def test_conv_config_validation_and_parameter_count():
 
 def test_conv_encoder_decoder_shapes_match_the_docstring():
     torch.manual_seed(0)
-    model = vv.BetaVAE(vv.SHAPES_CONFIG)
+    model = vv.BetaVAE(SHAPES_CONFIG)
     shapes = []
     hook = lambda m, i, o: shapes.append(tuple(o.shape[1:]))  # noqa: E731
     for layer in [*model.encoder.body, *model.decoder.body]:
@@ -397,17 +383,3 @@ def test_measure_disentanglement_reports_rate_distortion_and_mig():
     assert r["distortion"] + r["rate"] == pytest.approx(nelbo.mean().item(), rel=1e-5)
     assert r["mig"].mi.shape == r["mig_sampled"].mi.shape == (3, 5) and 0 <= r["mig"].score <= 1
     assert r["active"] == int((r["kl_dims"] > 0.1).sum())
-
-
-def test_hub_betavae_recipe_and_card():
-    assert "betavae_shapes" in hub.available()
-    sweep = vv.build_hub_betavae()
-    assert isinstance(sweep, vv.BetaSweep) and sweep.betas == vv.SHAPES_BETAS and sweep.config == vv.SHAPES_CONFIG
-    card = hub.card("betavae_shapes")
-    assert set(card["metrics"]) == {f"beta_{b:g}" for b in vv.SHAPES_BETAS}
-    assert card["bytes"] < 2_000_000
-    shipped = hub.load_model("betavae_shapes")
-    assert count_parameters(shipped) == card["parameters"] == len(vv.SHAPES_BETAS) * 134357
-    assert [m.beta for m in shipped.models] == list(vv.SHAPES_BETAS)
-    with pytest.raises(ValueError, match="profile"):
-        vv.train_hub_betavae("tpu")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from companion import hub, ops, vit
+from companion import ops, vit
 from companion.train import count_parameters
 
 
@@ -302,13 +302,6 @@ def test_train_classifier_learns_a_toy_problem_and_is_deterministic():
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="steps"):
         vit.train_classifier(m1, ds, steps=0)
-
-
-def test_hub_recipe_builds_the_hub_architecture():
-    assert "vit_mnist" in hub.available()
-    model = vit.build_hub_vit()
-    assert model.config == vit.HUB_CONFIG
-    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_ops_attention_is_what_the_module_uses():

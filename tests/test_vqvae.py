@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from companion import hub, vqvae
+from companion import vqvae
 from companion.train import count_parameters
 
 
@@ -301,22 +301,3 @@ def test_prior_learns_a_repeated_grid():
     assert history.series("loss")[1][-1] < 0.2 * math.log(8)
     assert vqvae.evaluate_prior(prior, grids[:4])["nats_per_token"] < 0.2 * math.log(8)
     assert torch.equal(prior.sample(1, torch.Generator().manual_seed(0), temperature=0.1)[0], grids[0])
-
-
-# ----------------------------------------------------------------------------- shipped checkpoints
-
-
-def test_shipped_vqvae_meets_its_usage_target():
-    card = hub.card("vqvae_mnist")
-    assert card["metrics"]["codebook_usage"] >= 0.9
-    model = hub.load_model("vqvae_mnist")
-    assert isinstance(model, vqvae.VQVAE) and model.config == vqvae.HUB_CONFIG
-    assert count_parameters(model) == card["parameters"]
-
-
-def test_shipped_prior_names_the_vqvae_it_was_trained_on():
-    card = hub.card("vqvae_prior_mnist")
-    assert hub.card("vqvae_mnist")["sha256"] in card["description"]
-    assert card["metrics"]["test_bits_per_image"] < card["metrics"]["uniform_bits_per_image"]
-    prior = hub.load_model("vqvae_prior_mnist")
-    assert prior.config == vqvae.PRIOR_CONFIG and prior.config.num_codes == vqvae.HUB_CONFIG.num_codes

@@ -256,7 +256,7 @@ def checkpoint_table() -> str:
     """Markdown table of the shipped checkpoints' cards (for book/checkpoints.md)."""
     rows = ["| checkpoint | chapter | data | steps | profile | metrics | hardware | torch | sha256 |",
             "|---|---|---|---:|---|---|---|---|---|"]
-    for card_path in sorted((ROOT / "companion" / "checkpoints").glob("*.json")):
+    for card_path in sorted((ROOT / "companion" / "weights").glob("*.json")):
         c = json.loads(card_path.read_text())
         metrics = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in c["metrics"].items())
         rows.append(f"| `{c['name']}` | {c.get('chapter', '')} | {c['data']} | {c['steps']} | {c['profile']} | "

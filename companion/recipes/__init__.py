@@ -1,0 +1,65 @@
+"""How every shipped checkpoint is built and trained: one :class:`Recipe` per name in :data:`RECIPES`.
+
+A recipe holds real functions: ``build() -> nn.Module`` makes the untrained model (the shape the weights load
+into) and ``train(profile: Profile) -> (model, info)`` trains it at a :class:`companion.profile.Profile` (its
+name sets the sizes, its device and seed the run) and returns the card fields ``description``, ``data``,
+``steps`` and ``metrics``. ``companion.hub`` saves the result with a card and loads it back. The code lives in
+:mod:`companion.recipes.classifiers`, :mod:`companion.recipes.vaes` and :mod:`companion.recipes.vqvae`.
+Introduced in chapter 02.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..profile import Profile
+from . import classifiers, vaes, vqvae
+
+__all__ = ["FAMILIES", "RECIPES", "Recipe"]
+
+#: The kinds of model a recipe can ship.
+FAMILIES = ("classifier", "vae", "vqvae", "prior")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How checkpoint ``name`` is made.
+
+    Attributes:
+        build: ``() -> nn.Module``, the untrained model.
+        train: ``(profile: Profile) -> (model, info)``; ``info`` holds ``description``, ``data``, ``steps``,
+            ``metrics``.
+        chapter: the chapter that introduces the model (``"02"``).
+        family: one of :data:`FAMILIES`.
+        needs: shipped checkpoints the training loads (a teacher, a frozen encoder), retrained first.
+    """
+
+    build: Callable[[], nn.Module]
+    train: Callable[[Profile], tuple[nn.Module, dict[str, Any]]]
+    chapter: str
+    family: str
+    needs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if not (callable(self.build) and callable(self.train)):
+            raise TypeError("a Recipe's build and train must be functions")
+
+
+RECIPES: dict[str, Recipe] = {
+    "mlp_mnist": Recipe(classifiers.build_mlp_mnist, classifiers.train_mlp_mnist, "02", "classifier"),
+    "lenet_mnist": Recipe(classifiers.build_lenet_mnist, classifiers.train_lenet_mnist, "04", "classifier"),
+    "resnet_mnist": Recipe(classifiers.build_resnet_mnist, classifiers.train_resnet_mnist, "07", "classifier"),
+    "vit_mnist": Recipe(classifiers.build_vit_mnist, classifiers.train_vit_mnist, "08", "classifier"),
+    "vae_mnist": Recipe(vaes.build_vae_mnist, vaes.train_vae_mnist, "10", "vae"),
+    "cvae_mnist": Recipe(vaes.build_cvae_mnist, vaes.train_cvae_mnist, "11", "vae", needs=("lenet_mnist",)),
+    "betavae_shapes": Recipe(vaes.build_betavae_shapes, vaes.train_betavae_shapes, "11", "vae"),
+    "vqvae_mnist": Recipe(vqvae.build_vqvae_mnist, vqvae.train_vqvae_mnist, "12", "vqvae"),
+    "vqvae_prior_mnist": Recipe(vqvae.build_vqvae_prior_mnist, vqvae.train_vqvae_prior_mnist, "12", "prior",
+                                needs=("vqvae_mnist",)),
+}

@@ -1,0 +1,146 @@
+"""The recipe table, and every shipped checkpoint re-measured on a small fixed slice of held-out data.
+
+The shipped classifiers and MNIST models were trained on MNIST-test[:8000] (offline) or MNIST-train: the images
+MNIST-test[8000:8500] are held out for both. Each bound sits a little below (or above, for a loss) the card's
+value measured on the whole evaluation split, and is never looser than a fixed floor.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import typing
+
+import pytest
+import torch
+
+from companion import data, hub, vae, vqvae
+from companion import vae_variants as vv
+from companion.profile import Profile, get_profile
+from companion.recipes import FAMILIES, RECIPES, Recipe, classifiers, vaes
+from companion.recipes import vqvae as vq_recipe
+from companion.train import count_parameters
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """MNIST-test[8000:8500] images and labels (skips when MNIST is absent)."""
+    try:
+        x, y = data.mnist("test").tensors
+    except FileNotFoundError:
+        pytest.skip("MNIST is not available here (set COURSE_DATA)")
+    return x[8000:8500], y[8000:8500]
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def test_every_recipe_holds_real_functions_taking_a_profile():
+    assert set(RECIPES) == set(hub.available())
+    for name, r in RECIPES.items():
+        assert isinstance(r, Recipe) and r.family in FAMILIES and r.chapter.isdigit(), name
+        assert not inspect.signature(r.build).parameters, f"{name}: build() takes no arguments"
+        (param,) = inspect.signature(r.train).parameters.values()
+        assert typing.get_type_hints(r.train)[param.name] is Profile, f"{name}: train(profile: Profile)"
+        assert r.train.__name__ == f"train_{name}" and r.build.__name__ == f"build_{name}"
+        assert set(r.needs) <= set(RECIPES) - {name}
+    with pytest.raises(ValueError, match="family"):
+        Recipe(classifiers.build_mlp_mnist, classifiers.train_mlp_mnist, "02", "gan")
+    with pytest.raises(TypeError):
+        Recipe("companion.mlp:build", classifiers.train_mlp_mnist, "02", "classifier")
+
+
+def test_builds_are_the_shipped_architectures():
+    m = classifiers.build_mlp_mnist()
+    assert m.sizes == classifiers.MLP_SIZES == (784, 256, 128, 10) and count_parameters(m) == 235_146
+    assert count_parameters(classifiers.build_lenet_mnist()) == 61_706
+    res = classifiers.build_resnet_mnist()
+    assert res.config == classifiers.RESNET_CONFIG and res.weight_layers() == 20
+    assert classifiers.build_vit_mnist().config == classifiers.VIT_CONFIG
+    v = vaes.build_vae_mnist()
+    d, h = vaes.VAE_CONFIG.latent_dim, vaes.VAE_CONFIG.hidden
+    expected = (784 * h[0] + h[0]) + (h[0] * h[1] + h[1]) + (h[1] * 2 * d + 2 * d)  # encoder
+    expected += (d * h[1] + h[1]) + (h[1] * h[0] + h[0]) + (h[0] * 784 + 784)  # decoder
+    assert count_parameters(v) == expected
+    assert isinstance(vaes.build_cvae_mnist(), vv.CVAE)
+    sweep = vaes.build_betavae_shapes()
+    assert sweep.betas == vaes.SHAPES_BETAS and sweep.config == vaes.SHAPES_CONFIG
+    assert count_parameters(sweep) == len(vaes.SHAPES_BETAS) * 134_357
+    assert vq_recipe.build_vqvae_mnist().config == vq_recipe.VQVAE_CONFIG
+    assert vq_recipe.build_vqvae_prior_mnist().config.num_codes == vq_recipe.VQVAE_CONFIG.num_codes
+    a, b = classifiers.build_resnet_mnist().state_dict(), classifiers.build_resnet_mnist().state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "a build is deterministic"
+
+
+def test_shipped_cards_match_their_recipes():
+    for name, r in RECIPES.items():
+        c = hub.card(name)
+        assert c["name"] == name and c["chapter"] == r.chapter
+        assert count_parameters(r.build()) == c["parameters"]
+    prior = hub.card("vqvae_prior_mnist")
+    assert hub.card("vqvae_mnist")["sha256"] in prior["description"], "the prior names the VQ-VAE it was trained on"
+
+
+@pytest.mark.parametrize("name", ["mlp_mnist", "lenet_mnist"])
+def test_ci_recipe_trains(name, held_out):
+    model, info = RECIPES[name].train(get_profile("ci"))
+    assert set(info) == {"description", "data", "steps", "metrics"} and "MNIST" in info["data"]
+    epochs = {"mlp_mnist": 1, "lenet_mnist": 2}[name]
+    batch = {"mlp_mnist": 128, "lenet_mnist": classifiers.LENET_BATCH}[name]
+    assert info["steps"] == epochs * math.ceil(2000 / batch)  # ci: 2,000 images
+    assert 0.5 < info["metrics"]["test_accuracy"] <= 1.0 and not model.training
+
+
+# ----------------------------------------------------------------------------- shipped checkpoints, re-measured
+
+
+@pytest.mark.parametrize("name, floor", [("mlp_mnist", 0.95), ("lenet_mnist", 0.975), ("resnet_mnist", 0.97),
+                                         ("vit_mnist", 0.955)])
+def test_shipped_classifier_accuracy(name, floor, held_out):
+    x, y = held_out
+    model = hub.load_model(name)
+    with torch.no_grad():
+        acc = (model(x).argmax(-1) == y).double().mean().item()
+    assert acc >= max(floor, hub.card(name)["metrics"]["test_accuracy"] - 0.02), f"{name}: accuracy {acc:.4f}"
+
+
+def test_shipped_vae_iwae_nll(held_out):
+    model = hub.load_model("vae_mnist")
+    xb = vae.dynamic_binarize(held_out[0][:200], torch.Generator().manual_seed(0))
+    nll = vae.iwae_nll(model, xb, k=50, batch_size=100, generator=torch.Generator().manual_seed(1)).mean().item()
+    card = hub.card("vae_mnist")["metrics"]
+    assert 80 < nll <= min(97.0, card["iwae_nll_k100"] + 1.5), f"IWAE NLL (k = 50, 200 images) {nll:.2f} nats"
+
+
+def test_shipped_cvae_samples_are_recognised(held_out):
+    acc, per_class = vv.conditional_accuracy(hub.load_model("cvae_mnist"), hub.load_model("lenet_mnist"),
+                                             n_per_class=50, seed=0)
+    assert acc >= max(0.95, hub.card("cvae_mnist")["metrics"]["conditional_accuracy"] - 0.02), acc
+    assert per_class.min() >= 0.8
+
+
+def test_shipped_vqvae_reconstructs_and_uses_its_codebook(held_out):
+    r = vqvae.evaluate_vqvae(hub.load_model("vqvae_mnist"), held_out[0])
+    card = hub.card("vqvae_mnist")["metrics"]
+    assert r["mse"] <= min(0.0035, card["test_mse"] * 1.2), r
+    assert r["usage"] >= 0.9 and r["perplexity"] >= max(60.0, card["perplexity"] * 0.85), r
+
+
+def test_shipped_prior_models_the_codes(held_out):
+    codes = vqvae.encode_dataset(hub.load_model("vqvae_mnist"), held_out[0])
+    r = vqvae.evaluate_prior(hub.load_model("vqvae_prior_mnist"), codes)
+    card = hub.card("vqvae_prior_mnist")["metrics"]
+    assert r["bits_per_image"] <= min(190.0, card["test_bits_per_image"] + 6), r
+    assert r["bits_per_image"] < 0.6 * card["uniform_bits_per_image"]
+
+
+def test_shipped_betavae_mig():
+    """MIG on the first 1,000 images of the card's evaluation set (a fresh draw with its seed)."""
+    sweep = hub.load_model("betavae_shapes")
+    ev = dict(vaes.SHAPES_EVAL, n=1000)
+    x, f = data.shapes(**ev)
+    factors = vv.shapes_factor_matrix(f, list(f))
+    mig = {b: vv.measure_disentanglement(sweep[b], x, factors)["mig"].score for b in sweep.betas}
+    card = hub.card("betavae_shapes")["metrics"]
+    assert mig[16.0] >= max(0.09, card["beta_16"]["mig"] - 0.02), mig
+    assert mig[16.0] > 2 * mig[1.0], f"a larger beta disentangles more here: {mig}"
