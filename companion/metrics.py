@@ -271,7 +271,10 @@ def perplexity(indices: Tensor, num_codes: int) -> float:
     ``exp(-sum_k p_k log p_k)`` with ``0 log 0 = 0``. It is ``K'`` when ``K'`` codes are used equally often,
     1 when one code takes everything, and never above ``num_codes``. Introduced in chapter 12.
     """
-    return float(_entropy_of_counts(_code_counts(indices, num_codes)).exp())
+    p = _code_counts(indices, num_codes).double()
+    p = p / p.sum()
+    # summed over all K codes (p = 0 makes its term 0), the order of additions chapter 12's numbers were printed with
+    return float((-(p * torch.log(p.clamp_min(1e-300))).sum()).exp())
 
 
 # ----------------------------------------------------------------------------------------------
