@@ -171,7 +171,11 @@ class PCA:
         """Codes ``[N, k]`` of ``x [N, ...]``: ``(x - mean) @ V_k`` (the first ``k`` fitted components)."""
         self._check_fitted()
         k = self.components_.shape[0] if k is None else k
-        return (_flat(x) - self.mean_) @ self.components_[:k].T
+        flat = _flat(x)
+        if flat.shape[1] != self.mean_.shape[0]:
+            raise ValueError(f"PCA.encode: x has {flat.shape[1]} features per example (shape {list(x.shape)}) but the "
+                             f"PCA was fitted to {self.mean_.shape[0]}")
+        return (flat - self.mean_) @ self.components_[:k].T
 
     def decode(self, z: Tensor) -> Tensor:
         """Flat reconstructions ``[N, D]`` of codes ``z [N, k]``: ``mean + z @ V_k^T``."""
@@ -214,9 +218,13 @@ class LinearAutoencoder(nn.Module):
         self.decoder = nn.Linear(latent_dim, in_features)
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(x.reshape(x.shape[0], -1))
+        flat = x.reshape(x.shape[0], -1) if isinstance(x, Tensor) and x.ndim >= 1 else x  # [B, ...] -> [B, D]
+        check_input("LinearAutoencoder.encode", "x (flattened)", flat, (None, self.encoder.in_features),
+                    like=self.encoder.weight)
+        return self.encoder(flat)
 
     def decode(self, z: Tensor) -> Tensor:
+        check_input("LinearAutoencoder.decode", "z", z, (None, self.encoder.out_features), like=self.decoder.weight)
         return self.decoder(z)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -403,6 +411,9 @@ def mask_pixels(x: Tensor, level: float, generator: torch.Generator | None = Non
     Draws ``u = torch.rand(x.shape, generator=generator)`` (on ``x``'s device and dtype) and zeroes the pixels
     where ``u < level``; ``[B, ...] -> [B, ...]``. Introduced in chapter 09 (exercise 09.3).
     """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"mask_pixels: x must be a floating-point tensor, got "
+                        f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}")
     if not 0.0 <= level <= 1.0:
         raise ValueError(f"level must be a probability in [0, 1], got {level}")
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -419,6 +430,9 @@ def add_noise(x: Tensor, kind: str = "gaussian", level: float = 0.5,
 
     ``level = 0`` returns ``x`` unchanged. Introduced in chapter 09.
     """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"add_noise: x must be a floating-point tensor of images, got "
+                        f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}")
     if kind not in NOISE_KINDS:
         raise ValueError(f"kind must be one of {NOISE_KINDS}, got {kind!r}")
     if level < 0:

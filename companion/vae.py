@@ -684,6 +684,8 @@ def latent_grid(model: VAE, n: int = 15, dims: tuple[int, int] = (0, 1), quantil
     ``base`` (zeros by default).
     """
     d = model.config.latent_dim
+    if len(dims) != 2 or not all(0 <= int(j) < d for j in dims) or dims[0] == dims[1]:
+        raise ValueError(f"latent_grid: dims must be two different dimensions in 0..{d - 1}, got {dims}")
     p = torch.linspace(1 - quantile, quantile, n)
     vals = torch.distributions.Normal(0.0, 1.0).icdf(p)
     z = torch.zeros(n * n, d) if base is None else base.detach().cpu().float().repeat(n * n, 1)

@@ -90,6 +90,8 @@ def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
     if z.dim() != 2 or codebook.dim() != 2 or z.shape[1] != codebook.shape[1]:
         raise ValueError(f"squared_distances: need z [N, D] and codebook [K, D] with the same D, "
                          f"got z {_shape(z)} and codebook {_shape(codebook)}")
+    if z.dtype != codebook.dtype:
+        raise TypeError(f"squared_distances: z is {z.dtype} but the codebook is {codebook.dtype}")
     z_sq = z.pow(2).sum(dim=1, keepdim=True)  # [N, 1]
     e_sq = codebook.pow(2).sum(dim=1)[None, :]  # [1, K]
     return z_sq - 2.0 * (z @ codebook.t()) + e_sq  # [N, 1] - [N, K] + [1, K] -> [N, K]
@@ -273,6 +275,8 @@ class VectorQuantizer(nn.Module):
         """Codes for a grid of indices: ``[B, H, W]`` long -> ``[B, D, H, W]`` (what the decoder reads)."""
         if indices.dim() != 3:
             raise ValueError(f"lookup expects indices [B, H, W], got {_shape(indices)}")
+        if indices.is_floating_point() or indices.dtype == torch.bool:
+            raise TypeError(f"lookup: indices must be an integer tensor, got {indices.dtype}")
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_codes):
             raise ValueError(f"indices must lie in [0, {self.num_codes}), got range "
                              f"[{int(indices.min())}, {int(indices.max())}]")

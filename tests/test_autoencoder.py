@@ -239,6 +239,8 @@ def test_map_batches_matches_one_pass_and_restores_the_mode():
 
 
 _AE = ae.ConvAutoencoder(ae.AEConfig.tiny())
+_LIN = ae.LinearAutoencoder(784, 4)
+_PCA = ae.PCA(3).fit(torch.rand(10, 784, generator=torch.Generator().manual_seed(0)))
 
 
 @pytest.mark.parametrize("call, error, match", [
@@ -251,6 +253,12 @@ _AE = ae.ConvAutoencoder(ae.AEConfig.tiny())
     (lambda: _AE.decode(torch.rand(2, 7)), ValueError, r"z must be \[B, 8\], got \[2, 7\]"),
     (lambda: _AE.decode(torch.rand(8)), ValueError, r"z must be \[B, 8\]"),
     (lambda: _AE(torch.rand(2, 2, 28, 28)), ValueError, "ConvAutoencoder.encode: x"),
+    (lambda: _LIN(torch.rand(2, 1, 27, 27)), ValueError, r"x \(flattened\) must be \[B, 784\], got \[2, 729\]"),
+    (lambda: _LIN.decode(torch.rand(2, 5)), ValueError, r"z must be \[B, 4\], got \[2, 5\]"),
+    (lambda: _LIN(torch.rand(2, 784, dtype=torch.float64)), TypeError, "float64"),
+    (lambda: _PCA.encode(torch.rand(2, 780)), ValueError, "780 features.*fitted to 784"),
+    (lambda: ae.add_noise([0.5]), TypeError, "add_noise: x must be a floating-point tensor"),
+    (lambda: ae.mask_pixels(torch.zeros(2, 3, dtype=torch.long), 0.5), TypeError, "int64"),
 ])
 def test_conv_autoencoder_rejects_bad_inputs_at_the_door(call, error, match):
     with pytest.raises(error, match=match):

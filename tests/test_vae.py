@@ -331,6 +331,7 @@ _CONV = vae.VAE(vae.VAEConfig(latent_dim=4, hidden=(8, 16), arch="conv"))
     (lambda: _CONV.encode(torch.zeros(3, 1, 27, 27)), ValueError, r"x must be \[B, 1, 28, 28\]"),
     (lambda: vae.iwae_nll(_MLP, torch.zeros(2, 1, 28, 28), k=0), ValueError, "k must be >= 1"),
     (lambda: vae.kl_per_dimension([0.0], torch.zeros(2, 2)), TypeError, "tensors"),
+    (lambda: vae.latent_grid(_MLP, n=3, dims=(0, 5)), ValueError, "two different dimensions in 0..1"),
 ])
 def test_vae_rejects_bad_inputs_at_the_door(call, error, match):
     with pytest.raises(error, match=match):

@@ -204,6 +204,8 @@ _VQ = vqvae.VQVAE(vqvae.VQVAEConfig.tiny(num_codes=16, hidden=16))
     (lambda: _VQ.decode_indices(torch.full((1, 7, 7), 16)), ValueError, r"\[0, 16\)"),
     (lambda: _VQ.encode(torch.zeros(2, 1, 32, 32)), ValueError, r"x must be \[B, 1, 28, 28\]"),
     (lambda: _VQ(torch.zeros(2, 1, 28, 28, dtype=torch.float64)), TypeError, "float64"),
+    (lambda: _VQ.quantizer.lookup(torch.zeros(1, 7, 7)), TypeError, "integer tensor"),
+    (lambda: vqvae.nearest_code(torch.rand(3, 4, dtype=torch.float64), torch.rand(5, 4)), TypeError, "float64"),
 ])
 def test_vqvae_rejects_bad_inputs_at_the_door(call, error, match):
     with pytest.raises(error, match=match):
