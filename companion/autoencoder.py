@@ -11,13 +11,15 @@ Read top to bottom:
 * the model: :class:`AEConfig` (with :meth:`AEConfig.tiny`), :class:`ConvEncoder` (stride-2 convolutions),
   :class:`ConvDecoder` (transposed convolutions) and :class:`ConvAutoencoder` (``encode``, ``decode``,
   ``forward``, ``reconstruct``);
-* reconstruction losses as likelihoods: :func:`bce_per_image` (Bernoulli) and :func:`mse_per_image` (Gaussian);
+* reconstruction losses as likelihoods: ``companion.losses.bce_per_image`` (Bernoulli) and
+  ``companion.losses.mse_per_image`` (Gaussian);
 * corruption for denoising: :func:`mask_pixels` and :func:`add_noise` (``"gaussian"``, ``"masking"``,
   ``"salt_pepper"``) and the denoising objective :func:`denoising_loss` (Vincent et al. 2008);
+* batched passes over a data set, shared by the Part II modules: :func:`as_images`, :func:`model_device` and
+  :func:`map_batches` (eval mode, no gradients, results on the CPU);
 * training: :func:`train_autoencoder`, a thin wrapper of ``companion.train.fit`` (tqdm, history);
-* what a latent space is good for: :func:`encode_dataset`, :func:`fit_gaussian`, :func:`sample_gaussian`
-  (decode random codes), and the sample scores :func:`classifier_scores` and :func:`nearest_distance`,
-  gathered by :func:`evaluate_samples`.
+* what a latent space is good for: :func:`encode_dataset`, :func:`decode_images`, :func:`fit_gaussian` and
+  :func:`sample_gaussian` (decode random codes; ``companion.metrics.evaluate_samples`` scores them).
 
 Shapes: images ``x [B, 1, 28, 28]`` in ``[0, 1]``; codes ``z [B, D]``; the decoder returns Bernoulli *logits*
 ``[B, 1, 28, 28]`` (``reconstruct`` applies the sigmoid); per-image losses are ``[B]``, summed over pixels.
@@ -35,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import losses
+from .losses import bce_per_image, mse_per_image
 from .ops import conv_output_size, conv_transpose_output_size
 from .train import History, fit
 
@@ -48,16 +50,15 @@ __all__ = [
     "ConvEncoder",
     "LinearAutoencoder",
     "add_noise",
-    "bce_per_image",
-    "classifier_scores",
+    "as_images",
+    "check_input",
     "decode_images",
     "denoising_loss",
     "encode_dataset",
-    "evaluate_samples",
     "fit_gaussian",
+    "map_batches",
     "mask_pixels",
-    "mse_per_image",
-    "nearest_distance",
+    "model_device",
     "output_padding_for",
     "pca_reconstruct",
     "sample_gaussian",
@@ -170,7 +171,11 @@ class PCA:
         """Codes ``[N, k]`` of ``x [N, ...]``: ``(x - mean) @ V_k`` (the first ``k`` fitted components)."""
         self._check_fitted()
         k = self.components_.shape[0] if k is None else k
-        return (_flat(x) - self.mean_) @ self.components_[:k].T
+        flat = _flat(x)
+        if flat.shape[1] != self.mean_.shape[0]:
+            raise ValueError(f"PCA.encode: x has {flat.shape[1]} features per example (shape {list(x.shape)}) but the "
+                             f"PCA was fitted to {self.mean_.shape[0]}")
+        return (flat - self.mean_) @ self.components_[:k].T
 
     def decode(self, z: Tensor) -> Tensor:
         """Flat reconstructions ``[N, D]`` of codes ``z [N, k]``: ``mean + z @ V_k^T``."""
@@ -213,9 +218,13 @@ class LinearAutoencoder(nn.Module):
         self.decoder = nn.Linear(latent_dim, in_features)
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(x.reshape(x.shape[0], -1))
+        flat = x.reshape(x.shape[0], -1) if isinstance(x, Tensor) and x.ndim >= 1 else x  # [B, ...] -> [B, D]
+        check_input("LinearAutoencoder.encode", "x (flattened)", flat, (None, self.encoder.in_features),
+                    like=self.encoder.weight)
+        return self.encoder(flat)
 
     def decode(self, z: Tensor) -> Tensor:
+        check_input("LinearAutoencoder.decode", "z", z, (None, self.encoder.out_features), like=self.decoder.weight)
         return self.decoder(z)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -371,20 +380,15 @@ class ConvAutoencoder(nn.Module):
         self.encoder = ConvEncoder(self.config)
         self.decoder = ConvDecoder(self.config)
 
-    def _check(self, x: Tensor) -> None:
-        c, s = self.config.in_channels, self.config.image_size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
-            raise ValueError(f"ConvAutoencoder expects images [B, {c}, {s}, {s}], got shape {tuple(x.shape)}")
-
     def encode(self, x: Tensor) -> Tensor:
         """Codes ``[B, D]`` of images ``[B, C, H, W]``."""
-        self._check(x)
+        c, s = self.config.in_channels, self.config.image_size
+        check_input("ConvAutoencoder.encode", "x", x, (None, c, s, s), like=self.encoder.to_code.weight)
         return self.encoder(x)
 
     def decode(self, z: Tensor) -> Tensor:
         """Bernoulli logits ``[B, C, H, W]`` of codes ``z [B, D]``."""
-        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
-            raise ValueError(f"codes must be [B, {self.config.latent_dim}], got shape {tuple(z.shape)}")
+        check_input("ConvAutoencoder.decode", "z", z, (None, self.config.latent_dim), like=self.decoder.from_code.weight)
         return self.decoder(z)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -394,33 +398,6 @@ class ConvAutoencoder(nn.Module):
     def reconstruct(self, x: Tensor) -> Tensor:
         """Pixel probabilities ``sigmoid(decode(encode(x)))`` (eval mode, no gradients)."""
         return torch.sigmoid(self(x))
-
-
-# ----------------------------------------------------------------------------------------------
-# Reconstruction losses as negative log-likelihoods
-# ----------------------------------------------------------------------------------------------
-
-
-def bce_per_image(logits: Tensor, x: Tensor) -> Tensor:
-    r"""Binary cross-entropy summed over pixels, ``[B, ...] x2 -> [B]`` (nats per image).
-
-    The negative log-likelihood of a Bernoulli decoder, :math:`-\sum_i x_i \log p_i + (1 - x_i)\log(1 - p_i)`
-    with :math:`p = \sigma(\ell)`; equals ``-losses.bernoulli_log_likelihood(logits, x)``. For grey ``x`` in
-    ``(0, 1)`` it is a cross-entropy, bounded below by the pixels' own binary entropy, not by 0.
-    """
-    return -losses.bernoulli_log_likelihood(logits, x)
-
-
-def mse_per_image(x_hat: Tensor, x: Tensor) -> Tensor:
-    r"""Squared error summed over pixels, ``[B, ...] x2 -> [B]``.
-
-    Up to constants the negative log-likelihood of a Gaussian decoder with a fixed variance :math:`\sigma^2`:
-    :math:`-\log\mathcal N(x; \hat x, \sigma^2 I) = \|x - \hat x\|^2 / 2\sigma^2 + \tfrac{D}{2}\log 2\pi\sigma^2`.
-    Divide by the number of pixels for the per-pixel mean squared error.
-    """
-    if x_hat.shape != x.shape:
-        raise ValueError(f"shapes must match, got {tuple(x_hat.shape)} and {tuple(x.shape)}")
-    return (x_hat - x).pow(2).reshape(x.shape[0], -1).sum(1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -434,6 +411,9 @@ def mask_pixels(x: Tensor, level: float, generator: torch.Generator | None = Non
     Draws ``u = torch.rand(x.shape, generator=generator)`` (on ``x``'s device and dtype) and zeroes the pixels
     where ``u < level``; ``[B, ...] -> [B, ...]``. Introduced in chapter 09 (exercise 09.3).
     """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"mask_pixels: x must be a floating-point tensor, got "
+                        f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}")
     if not 0.0 <= level <= 1.0:
         raise ValueError(f"level must be a probability in [0, 1], got {level}")
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -450,6 +430,9 @@ def add_noise(x: Tensor, kind: str = "gaussian", level: float = 0.5,
 
     ``level = 0`` returns ``x`` unchanged. Introduced in chapter 09.
     """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"add_noise: x must be a floating-point tensor of images, got "
+                        f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}")
     if kind not in NOISE_KINDS:
         raise ValueError(f"kind must be one of {NOISE_KINDS}, got {kind!r}")
     if level < 0:
@@ -479,12 +462,15 @@ def denoising_loss(model: nn.Module, x: Tensor, kind: str = "gaussian", level: f
 
 
 # ----------------------------------------------------------------------------------------------
-# Training
+# Batched passes over a data set (shared by the Part II modules)
 # ----------------------------------------------------------------------------------------------
 
 
-def _images(data: Any) -> Tensor:
-    """Images ``[N, ...]`` from a tensor or a ``TensorDataset`` (its first tensor)."""
+def as_images(data: Any) -> Tensor:
+    """Images ``[N, ...]`` from a tensor or a ``TensorDataset`` (its first tensor; labels are ignored).
+
+    Introduced in chapter 09.
+    """
     if isinstance(data, Tensor):
         return data
     tensors = getattr(data, "tensors", None)
@@ -493,8 +479,62 @@ def _images(data: Any) -> Tensor:
     return tensors[0]
 
 
-def _device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (the CPU for a model without parameters). Chapter 09."""
     return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+@torch.no_grad()
+def map_batches(model: nn.Module, fn: Callable[..., Any], *tensors: Tensor | None, batch_size: int = 500) -> Any:
+    """``fn(*batch)`` over batches of ``tensors`` (moved to ``model``'s device), concatenated on the CPU.
+
+    ``model`` is put in eval mode for the pass and given back its mode afterwards; no gradients are kept.
+    ``None`` stands in for a missing tensor (e.g. the labels of an unconditional model) and is passed as
+    ``None``. ``fn`` returns a tensor ``[b, ...]`` or a tuple of them; the result is ``[N, ...]`` (or a tuple).
+    Introduced in chapter 09.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = len(next(t for t in tensors if t is not None))
+    device, was = model_device(model), model.training
+    model.eval()
+    try:
+        outs = [fn(*(None if t is None else t[i:i + batch_size].to(device) for t in tensors))
+                for i in range(0, n, batch_size)]
+    finally:
+        model.train(was)
+    if isinstance(outs[0], tuple):
+        return tuple(torch.cat([o[j].cpu() for o in outs]) for j in range(len(outs[0])))
+    return torch.cat([o.cpu() for o in outs])
+
+
+def check_input(who: str, name: str, x: Any, shape: Sequence[int | None], like: Tensor | None = None) -> None:
+    """Raise at the door when ``x`` is not a floating tensor of ``shape`` (``None``: any size there).
+
+    ``like`` (a model parameter) adds a dtype check, so a float64 batch for a float32 model fails here, with
+    both dtypes named, instead of deep inside a matrix product. ``TypeError`` for a wrong type or dtype,
+    ``ValueError`` for a wrong shape; the message names ``who``, the argument, what was expected and what came.
+    Introduced in chapter 09.
+    """
+    want = "[" + ", ".join("B" if i == 0 and s is None else "*" if s is None else str(s)
+                           for i, s in enumerate(shape)) + "]"
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{who}: {name} must be a tensor {want}, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{who}: {name} must be a floating-point tensor, got {x.dtype}")
+    if like is not None and x.dtype != like.dtype:
+        raise TypeError(f"{who}: {name} has dtype {x.dtype} but the model's parameters are {like.dtype} "
+                        f"(convert one of them: x.to({like.dtype}) or model.to({x.dtype}))")
+    if x.ndim != len(shape) or any(s is not None and x.shape[i] != s for i, s in enumerate(shape)):
+        raise ValueError(f"{who}: {name} must be {want}, got {list(x.shape)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+
+_images, _device = as_images, model_device  # the names the training wrapper below uses
 
 
 class _Batches:
@@ -578,27 +618,20 @@ def train_autoencoder(model: nn.Module, data: Any, steps: int, batch_size: int =
 # ----------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
 def encode_dataset(model: nn.Module, data: Any, batch_size: int = 500) -> Tensor:
-    """Codes ``[N, D]`` of every image in ``data`` (tensor or ``TensorDataset``), on the CPU."""
-    x, device = _images(data), _device(model)
-    was = model.training
-    model.eval()
-    out = torch.cat([model.encode(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-    model.train(was)
-    return out
+    """Codes ``model.encode(x)`` of every image in ``data`` (tensor or ``TensorDataset``): ``[N, D]`` on the CPU.
+
+    Introduced in chapter 09.
+    """
+    return map_batches(model, model.encode, as_images(data), batch_size=batch_size)
 
 
-@torch.no_grad()
 def decode_images(model: nn.Module, z: Tensor, batch_size: int = 500) -> Tensor:
-    """Pixel probabilities ``sigmoid(model.decode(z))`` for codes ``z [N, D]``, on the CPU."""
-    device = _device(model)
-    was = model.training
-    model.eval()
-    out = torch.cat([torch.sigmoid(model.decode(z[i:i + batch_size].to(device))).cpu()
-                     for i in range(0, len(z), batch_size)])
-    model.train(was)
-    return out
+    """Pixel probabilities ``sigmoid(model.decode(z))`` for codes ``z [N, D]``: ``[N, C, H, W]`` on the CPU.
+
+    Introduced in chapter 09.
+    """
+    return map_batches(model, lambda zb: torch.sigmoid(model.decode(zb)), z, batch_size=batch_size)
 
 
 def fit_gaussian(z: Tensor) -> tuple[Tensor, Tensor]:
@@ -628,46 +661,3 @@ def sample_gaussian(mean: Tensor, cov: Tensor, n: int, generator: torch.Generato
     scale = evecs * evals.clamp_min(0).sqrt()  # [D, D]: columns q_j * sqrt(lambda_j)
     eps = torch.randn(n, mean.shape[0], generator=generator, dtype=torch.float64)
     return (mean.double() + eps @ scale.T).float()
-
-
-@torch.no_grad()
-def classifier_scores(classifier: nn.Module, images: Tensor, num_classes: int = 10,
-                      batch_size: int = 500) -> dict[str, Any]:
-    r"""How much images look like digits to a trained classifier.
-
-    Returns ``{"confidence": mean max-softmax probability, "class_entropy": entropy (nats) of the histogram of
-    predicted classes (``log 10`` = 2.303 when every digit is equally common), "counts": [K] predicted-class
-    counts}``. A digit-like sample is classified confidently; a diverse set of samples covers the classes.
-    Introduced in chapter 09.
-    """
-    device = _device(classifier)
-    was = classifier.training
-    classifier.eval()
-    probs = torch.cat([F.softmax(classifier(images[i:i + batch_size].to(device)), -1).cpu()
-                       for i in range(0, len(images), batch_size)])
-    classifier.train(was)
-    counts = torch.bincount(probs.argmax(-1), minlength=num_classes)
-    freq = counts.double() / counts.sum()
-    entropy = -(freq[freq > 0] * freq[freq > 0].log()).sum() + 0.0  # + 0.0: no "-0.0" for one class
-    return {"confidence": probs.max(-1).values.mean().item(), "class_entropy": entropy.item(), "counts": counts}
-
-
-@torch.no_grad()
-def nearest_distance(x: Tensor, reference: Tensor, batch_size: int = 500) -> Tensor:
-    """Euclidean distance from each ``x [N, ...]`` to its nearest neighbour in ``reference [M, ...]``: ``[N]``.
-
-    Pixel space, flattened; chunked over ``x`` so memory stays ``batch_size * M``. Introduced in chapter 09.
-    """
-    xf, rf = _flat(x), _flat(reference)
-    if xf.shape[1] != rf.shape[1]:
-        raise ValueError(f"x and reference differ in size: {tuple(x.shape)} vs {tuple(reference.shape)}")
-    return torch.cat([torch.cdist(xf[i:i + batch_size], rf).min(1).values for i in range(0, len(xf), batch_size)])
-
-
-def evaluate_samples(images: Tensor, classifier: nn.Module, train_images: Tensor) -> dict[str, float]:
-    """Scores of a batch of (generated or real) images: classifier confidence, class entropy, and the mean
-    distance to the nearest training image (RMSE per pixel: ``distance / sqrt(pixels)``). Introduced in chapter 09.
-    """
-    s = classifier_scores(classifier, images)
-    d = nearest_distance(images, train_images) / math.sqrt(images[0].numel())
-    return {"confidence": s["confidence"], "class_entropy": s["class_entropy"], "nn_rmse": d.mean().item()}

@@ -3,8 +3,8 @@
 Read top to bottom, smallest piece first:
 
 * pure functions: :func:`max_pool2d` and :func:`avg_pool2d` (one ``unfold`` and a reduction, equal to
-  ``F.max_pool2d`` / ``F.avg_pool2d`` in value *and* gradient), :func:`conv2d_num_params`,
-  :func:`confusion_matrix`;
+  ``F.max_pool2d`` / ``F.avg_pool2d`` in value *and* gradient), :func:`conv2d_num_params`
+  (the confusion matrix of the chapter is ``companion.metrics.confusion_matrix``);
 * receptive fields: :func:`receptive_field` (the analytic recurrence), :func:`layer_specs` (read the
   recurrence's inputs off a model), :func:`receptive_field_box` and :func:`effective_receptive_field`
   (measured with gradients);
@@ -34,7 +34,6 @@ __all__ = [
     "ShallowCNN",
     "ShallowCNNConfig",
     "avg_pool2d",
-    "confusion_matrix",
     "conv2d_num_params",
     "effective_receptive_field",
     "layer_specs",
@@ -155,19 +154,6 @@ def mlp_num_params(sizes: Sequence[int]) -> int:
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"need at least two positive sizes, got {sizes}")
     return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
-def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int = 10) -> Tensor:
-    """``C[t, p]`` = number of examples of true class ``t`` predicted as ``p`` (int64 ``[K, K]``).
-
-    The diagonal holds the correct predictions; ``C.sum(1)`` is the class count. Introduced in chapter 04.
-    """
-    if pred.shape != target.shape or pred.ndim != 1:
-        raise ValueError(f"pred and target must both be [N], got {tuple(pred.shape)} and {tuple(target.shape)}")
-    pred, target = pred.long().cpu(), target.long().cpu()
-    if pred.numel() and (min(pred.min(), target.min()) < 0 or max(pred.max(), target.max()) >= num_classes):
-        raise ValueError(f"labels must lie in 0..{num_classes - 1}")
-    return torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,6 +4,11 @@ Every function reduces over all non-batch dimensions and returns shape ``[B]``, 
 ``log_likelihood - kl`` per example and a batch loss is its mean. Introduced in chapter 10 (VAEs) and used again
 by chapters 11, 12 and 20. Checked against ``torch.distributions`` in ``tests/test_losses.py``.
 
+The last section holds the Part II training terms: the reconstruction losses :func:`bce_per_image` and
+:func:`mse_per_image` (chapter 09), the single-sample :func:`bernoulli_elbo` (chapter 10), and the VQ-VAE's
+:func:`codebook_loss` and :func:`commitment_loss` (chapter 12). Loss functions over a *model*
+(``(model, batch) -> loss``) stay with their model in the chapter's module and build on these.
+
 Conventions: a diagonal Gaussian is given by its mean ``mu`` and log-variance ``logvar`` (``sigma**2 =
 exp(logvar)``); Bernoulli pixels by their logits (``p = sigmoid(logits)``), which is numerically stable.
 """
@@ -24,6 +29,12 @@ __all__ = [
     "gaussian_log_likelihood",
     "log_mean_exp",
     "gaussian_kl_mc",
+    # reconstruction, ELBO and vector-quantisation terms (chapters 09-12)
+    "bce_per_image",
+    "mse_per_image",
+    "bernoulli_elbo",
+    "codebook_loss",
+    "commitment_loss",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -150,3 +161,61 @@ def gaussian_kl_mc(mu: Tensor, logvar: Tensor, n_samples: int, generator: torch.
     mu_s, lv_s = flat(mu.expand_as(z)), flat(logvar.expand_as(z))
     log_ratio = log_normal(flat(z), mu_s, lv_s) - log_standard_normal(flat(z))  # [S*B]
     return log_ratio.view(n_samples, b).mean(0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reconstruction, ELBO and vector-quantisation terms (chapters 09-12)
+# ----------------------------------------------------------------------------------------------
+
+
+def bce_per_image(logits: Tensor, x: Tensor) -> Tensor:
+    r"""Binary cross-entropy summed over pixels, ``[B, ...] x2 -> [B]`` (nats per image).
+
+    The negative log-likelihood of a Bernoulli decoder, :math:`-\sum_i x_i \log p_i + (1 - x_i)\log(1 - p_i)`
+    with :math:`p = \sigma(\ell)`: ``-bernoulli_log_likelihood(logits, x)``. For grey ``x`` in ``(0, 1)`` it is a
+    cross-entropy, bounded below by the pixels' own binary entropy, not by 0. Introduced in chapter 09.
+    """
+    return -bernoulli_log_likelihood(logits, x)
+
+
+def mse_per_image(x_hat: Tensor, x: Tensor) -> Tensor:
+    r"""Squared error summed over pixels, ``[B, ...] x2 -> [B]``.
+
+    Up to constants the negative log-likelihood of a Gaussian decoder with a fixed variance :math:`\sigma^2`:
+    :math:`-\log\mathcal N(x; \hat x, \sigma^2 I) = \|x - \hat x\|^2 / 2\sigma^2 + \tfrac{D}{2}\log 2\pi\sigma^2`.
+    Divide by the number of pixels for the per-pixel mean squared error. Introduced in chapter 09.
+    """
+    _check("mse_per_image", x_hat=x_hat, x=x)
+    return (x_hat - x).pow(2).reshape(x.shape[0], -1).sum(1)
+
+
+def bernoulli_elbo(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, beta: float = 1.0) -> Tensor:
+    r"""The single-sample ELBO of a Bernoulli decoder per example, ``[B]`` nats (Kingma & Welling 2014, eq. 10).
+
+    .. math:: \sum_i \big(x_i \ell_i - \operatorname{softplus}(\ell_i)\big)
+              \;-\; \beta\, \tfrac12 \sum_j \big(\mu_j^2 + \sigma_j^2 - \log \sigma_j^2 - 1\big)
+
+    logits, x: ``[B, C, H, W]`` (the decoder's logits at one ``z ~ q(z|x)``, binary pixels); mu, logvar: ``[B, D]``.
+    ``beta`` weighs the KL term (the beta-VAE of chapter 11; 1 is the ELBO). Introduced in chapter 10.
+    """
+    return bernoulli_log_likelihood(logits, x) - beta * gaussian_kl(mu, logvar)
+
+
+def codebook_loss(z: Tensor, e: Tensor) -> Tensor:
+    r"""The VQ-VAE codebook term :math:`\|\mathrm{sg}[z] - e\|^2` (mean over elements): moves the codes to the encoder.
+
+    van den Oord et al. (2017), eq. 3, second term. z: encoder outputs ``[N, D]``; e: their chosen codes ``[N, D]``
+    (differentiable with respect to the codebook) -> a scalar. Introduced in chapter 12.
+    """
+    _check("codebook_loss", z=z, e=e)
+    return torch.nn.functional.mse_loss(e, z.detach())
+
+
+def commitment_loss(z: Tensor, e: Tensor) -> Tensor:
+    r"""The VQ-VAE commitment term :math:`\|z - \mathrm{sg}[e]\|^2` (mean over elements): keeps the encoder near its codes.
+
+    van den Oord et al. (2017), eq. 3, third term (weighted by :math:`\beta`, 0.25 in the paper, by the caller).
+    z: encoder outputs ``[N, D]``; e: their chosen codes ``[N, D]`` -> a scalar. Introduced in chapter 12.
+    """
+    _check("commitment_loss", z=z, e=e)
+    return torch.nn.functional.mse_loss(z, e.detach())

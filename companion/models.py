@@ -2,8 +2,7 @@
 
 Each name is defined in the module of the chapter that builds it (``companion.resnet`` for chapter 07, …) and
 imported here explicitly; :data:`WHERE` says which module holds each and the chapter that introduces it.
-``python -c "import companion.models as m; print(m.__all__)"`` lists them. Chapter 11's configuration
-(``companion.vae_variants.VAEConfig``) is exported as ``BetaVAEConfig``, beside chapter 10's ``VAEConfig``.
+``python -c "import companion.models as m; print(m.__all__)"`` lists them.
 """
 
 from __future__ import annotations
@@ -13,8 +12,7 @@ from .cnn import LeNet, LeNetConfig, ShallowCNN, ShallowCNNConfig
 from .mlp import MLP, SoftmaxRegression
 from .resnet import BasicBlock, Bottleneck, ResNet, ResNetConfig
 from .vae import VAE, VAEConfig
-from .vae_variants import CVAE, BetaSweep, BetaVAE
-from .vae_variants import VAEConfig as BetaVAEConfig
+from .vae_variants import CVAE, BetaSweep, BetaVAE, CondVAEConfig
 from .vgg import VGG, VGGConfig
 from .vit import MultiHeadAttention, PatchEmbedding, SmallCNN, ViT, ViTConfig
 from .vqvae import VQVAE, CodePrior, PriorConfig, VectorQuantizer, VQVAEConfig
@@ -44,7 +42,7 @@ WHERE: dict[str, tuple[str, str]] = {
     "VAE": ("companion.vae", "10"),
     "VAEConfig": ("companion.vae", "10"),
     "BetaVAE": ("companion.vae_variants", "11"),
-    "BetaVAEConfig": ("companion.vae_variants", "11"),
+    "CondVAEConfig": ("companion.vae_variants", "11"),
     "CVAE": ("companion.vae_variants", "11"),
     "BetaSweep": ("companion.vae_variants", "11"),
     "VectorQuantizer": ("companion.vqvae", "12"),
@@ -55,17 +53,17 @@ WHERE: dict[str, tuple[str, str]] = {
 }
 
 #: names exported here under another name than the defining module's
-RENAMED: dict[str, str] = {"BetaVAEConfig": "VAEConfig"}
+RENAMED: dict[str, str] = {}
 
 __all__ = [
     "AEConfig",
     "BasicBlock",
     "BetaSweep",
     "BetaVAE",
-    "BetaVAEConfig",
     "Bottleneck",
     "CVAE",
     "CodePrior",
+    "CondVAEConfig",
     "ConvAutoencoder",
     "LeNet",
     "LeNetConfig",

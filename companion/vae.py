@@ -12,11 +12,12 @@ Read top to bottom:
 * training: :func:`dynamic_binarize` (a fresh Bernoulli draw of every image each time it is seen),
   the KL-weight schedules :func:`beta_anneal` (linear warm-up, Bowman et al. 2016) and :func:`beta_cyclical`
   (Fu et al. 2019), and :func:`train_vae` (tqdm, history, early stopping on a held-out slice);
-* evaluation: :func:`iwae_log_weights` and :func:`iwae_nll` (Burda et al. 2016, eq. 8: the importance-weighted
-  bound ``log mean_k p(x, z_k) / q(z_k | x)``, chunked over ``k``), :func:`activity`, :func:`active_units`
+* evaluation: :func:`evaluate_elbo` (mean ELBO, reconstruction and KL over a data set), :func:`iwae_log_weights`
+  and :func:`iwae_nll` (Burda et al. 2016, eq. 8: the importance-weighted bound ``log mean_k p(x, z_k) / q(z_k | x)``,
+  chunked over ``k``; also for chapter 11's conditional models), :func:`activity`, :func:`active_units`
   (Burda et al. 2016, section 5.2) and :func:`kl_per_dimension`;
 * looking at the latent space: :func:`encode_means`, :func:`interpolate`, :func:`latent_grid`,
-  :func:`posterior_pixel_std`, :func:`traverse`;
+  :func:`posterior_pixel_std`, :func:`traverse` (also behind ``companion.widgets``' traversal figures);
 * the gradient-estimator toy of the chapter: :func:`toy_gradient_samples` (score function vs reparameterisation);
 
 Shapes: images ``x [B, 1, 28, 28]`` in ``[0, 1]``; latents ``z, mu, logvar [B, D]``; decoder output
@@ -38,6 +39,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import losses
+from .autoencoder import as_images, check_input, map_batches, model_device
 from .train import History
 
 __all__ = [
@@ -49,11 +51,10 @@ __all__ = [
     "active_units",
     "activity",
     "beta_anneal",
-    "bernoulli_elbo",
     "beta_cyclical",
     "dynamic_binarize",
     "encode_means",
-    "evaluate",
+    "evaluate_elbo",
     "interpolate",
     "iwae_log_weights",
     "iwae_nll",
@@ -64,6 +65,7 @@ __all__ = [
     "slerp",
     "toy_gradient_samples",
     "train_vae",
+    "traversal_codes",
     "traverse",
 ]
 
@@ -222,17 +224,6 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-def bernoulli_elbo(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, beta: float = 1.0) -> Tensor:
-    r"""The single-sample ELBO of a Bernoulli decoder per example, ``[B]`` nats (the functional core of :meth:`VAE.elbo`).
-
-    .. math:: \sum_i \big(x_i \ell_i - \operatorname{softplus}(\ell_i)\big)
-              \;-\; \beta\, \tfrac12 \sum_j \big(\mu_j^2 + \sigma_j^2 - \log \sigma_j^2 - 1\big)
-
-    logits, x: ``[B, C, H, W]`` (the decoder's logits at one ``z ~ q(z|x)``, binary pixels); mu, logvar: ``[B, D]``.
-    """
-    return losses.bernoulli_log_likelihood(logits, x) - beta * losses.gaussian_kl(mu, logvar)
-
-
 class VAE(nn.Module):
     """A variational autoencoder with a standard-normal prior ``p(z) = N(0, I)``. Introduced in chapter 10.
 
@@ -254,12 +245,14 @@ class VAE(nn.Module):
     # ---- the pieces
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x [B, C, H, W] -> (mu, logvar)``, each ``[B, D]``."""
+        check_input("VAE.encode", "x", x, (None, *self.config.image_shape), like=self.encoder.head.weight)
         return self.encoder(x)
 
     reparameterize = staticmethod(reparameterize)
 
     def decode(self, z: Tensor) -> Tensor:
         """``z [B, D] ->`` decoder output ``[B, C, H, W]``: Bernoulli logits, or Gaussian means."""
+        check_input("VAE.decode", "z", z, (None, self.config.latent_dim), like=self.encoder.head.weight)
         return self.decoder(z)
 
     def decoder_logvar(self) -> Tensor | float:
@@ -386,27 +379,18 @@ def beta_cyclical(step: int, period: int, beta_max: float = 1.0, ratio: float = 
     return float(beta_max) * min(1.0, t)
 
 
-def _images(data: Any) -> Tensor:
-    """Accept images ``[N, C, H, W]`` or a ``TensorDataset`` whose first tensor they are."""
-    if isinstance(data, Tensor):
-        return data
-    if hasattr(data, "tensors"):
-        return data.tensors[0]
-    raise TypeError(f"expected an image tensor or a TensorDataset, got {type(data).__name__}")
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+_images, _device = as_images, model_device  # the names the training code below uses
 
 
 @torch.no_grad()
-def evaluate(model: VAE, data: Any, beta: float = 1.0, batch_size: int = 500, binarize: bool = False,
-             seed: int = 0) -> dict[str, float]:
+def evaluate_elbo(model: VAE, data: Any, beta: float = 1.0, batch_size: int = 500, binarize: bool = False,
+                  seed: int = 0) -> dict[str, float]:
     """Mean ``elbo``, ``rec`` (log-likelihood) and ``kl`` over ``data`` (one seeded posterior sample per image).
 
-    With ``binarize=True`` each image is binarised once with ``seed`` (a fixed binarisation of the test set).
+    data: images ``[N, C, H, W]`` or a ``TensorDataset``. With ``binarize=True`` each image is binarised once with
+    ``seed`` (a fixed binarisation of the test set). Introduced in chapter 10.
     """
-    x_all = _images(data)
+    x_all = as_images(data)
     g = torch.Generator().manual_seed(seed)
     was = model.training
     model.eval()
@@ -415,12 +399,15 @@ def evaluate(model: VAE, data: Any, beta: float = 1.0, batch_size: int = 500, bi
         x = x_all[i:i + batch_size]
         if binarize:
             x = dynamic_binarize(x, g)
-        elbo, rec, kl = model.elbo(x.to(_device(model)), beta=beta, generator=_gen_for(model, g))
+        elbo, rec, kl = model.elbo(x.to(model_device(model)), beta=beta, generator=_gen_for(model, g))
         tot["elbo"] += elbo.sum().item()
         tot["rec"] += rec.sum().item()
         tot["kl"] += kl.sum().item()
     model.train(was)
     return {k: v / len(x_all) for k, v in tot.items()}
+
+
+evaluate = evaluate_elbo  # the name the training code below uses
 
 
 def _gen_for(model: nn.Module, g: torch.Generator) -> torch.Generator | None:
@@ -563,62 +550,61 @@ def train_vae(
 
 
 @torch.no_grad()
-def iwae_log_weights(model: VAE, x: Tensor, k: int, generator: torch.Generator | None = None,
-                     max_samples: int = 20_000) -> Tensor:
+def iwae_log_weights(model: nn.Module, x: Tensor, k: int, generator: torch.Generator | None = None,
+                     max_samples: int = 20_000, y: Tensor | None = None) -> Tensor:
     r"""Log importance weights :math:`\log w_i = \log p(x, z_i) - \log q(z_i | x)`, :math:`z_i \sim q(z|x)`.
 
     x ``[B, C, H, W]`` -> ``[k, B]``. The ``k`` samples are drawn in chunks of at most ``max_samples`` decoded
-    images, so memory stays bounded for ``k = 5000``.
+    images, so memory stays bounded for ``k = 5000``. ``model`` is a :class:`VAE` or any model with
+    ``encode(x[, y])`` and ``sampled_terms(x, mu, logvar, k, generator[, y=y])`` (chapter 11's conditional VAE:
+    pass its labels ``y [B]``). Introduced in chapter 10.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    device = _device(model)
+    device = model_device(model)
     x = x.to(device)
     b = x.shape[0]
-    mu, logvar = model.encode(x)  # [B, D]
+    cond = {} if y is None else {"y": y.to(device)}
+    mu, logvar = model.encode(x, *cond.values())  # [B, D]
     chunk = max(1, max_samples // b)
     out = []
     for start in range(0, k, chunk):
-        rec, kl = model.sampled_terms(x, mu, logvar, min(chunk, k - start), generator)  # [m, B] each
+        rec, kl = model.sampled_terms(x, mu, logvar, min(chunk, k - start), generator, **cond)  # [m, B] each
         out.append(rec - kl)
     return torch.cat(out).cpu()
 
 
-def iwae_nll(model: VAE, x: Any, k: int = 5000, batch_size: int = 100, generator: torch.Generator | None = None,
-             max_samples: int = 20_000, progress: bool = False) -> Tensor:
+def iwae_nll(model: nn.Module, x: Any, k: int = 5000, batch_size: int = 100, generator: torch.Generator | None = None,
+             max_samples: int = 20_000, progress: bool = False, y: Tensor | None = None) -> Tensor:
     r"""The importance-weighted estimate of :math:`-\log p(x)` per example, in nats (Burda et al. 2016, eq. 8).
 
     .. math:: -\log p(x) \;\le\; -\log \frac{1}{k}\sum_{i=1}^{k} \frac{p(x, z_i)}{q(z_i|x)} = -\mathcal{L}_k,
 
     computed with a log-sum-exp; ``k = 1`` is the ELBO, and the bound tightens as ``k`` grows. ``x``:
-    images ``[N, C, H, W]`` (binary for a Bernoulli decoder) or a ``TensorDataset``. Returns ``[N]``; its mean
-    is the test NLL quoted in papers.
+    images ``[N, C, H, W]`` (binary for a Bernoulli decoder) or a ``TensorDataset``; ``y``: labels ``[N]`` for a
+    conditional model (chapter 11's ``CVAE``, where it estimates ``-log p(x | y)``). Returns ``[N]``; its mean
+    is the test NLL quoted in papers. Introduced in chapter 10.
     """
-    x_all = _images(x)
+    x_all = as_images(x)
     was = model.training
     model.eval()
     out = []
     starts = range(0, len(x_all), batch_size)
     for i in tqdm(starts, desc=f"IWAE k={k}", disable=not progress, leave=False):
-        log_w = iwae_log_weights(model, x_all[i:i + batch_size], k, generator, max_samples)
+        yb = None if y is None else y[i:i + batch_size]
+        log_w = iwae_log_weights(model, x_all[i:i + batch_size], k, generator, max_samples, y=yb)
         out.append(-losses.log_mean_exp(log_w, dim=0))
     model.train(was)
     return torch.cat(out)
 
 
-@torch.no_grad()
-def encode_means(model: VAE, data: Any, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
-    """``(mu [N, D], logvar [N, D])`` of ``q(z | x)`` for every image."""
-    x_all = _images(data)
-    was = model.training
-    model.eval()
-    mus, lvs = [], []
-    for i in range(0, len(x_all), batch_size):
-        mu, lv = model.encode(x_all[i:i + batch_size].to(_device(model)))
-        mus.append(mu.cpu())
-        lvs.append(lv.cpu())
-    model.train(was)
-    return torch.cat(mus), torch.cat(lvs)
+def encode_means(model: nn.Module, data: Any, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
+    """``(mu [N, D], logvar [N, D])`` of ``q(z | x)`` for every image (tensor or ``TensorDataset``), on the CPU.
+
+    Any model with ``encode(x) -> (mu, logvar)``: chapter 10's :class:`VAE` or chapter 11's beta-VAE.
+    Introduced in chapter 10.
+    """
+    return map_batches(model, model.encode, as_images(data), batch_size=batch_size)
 
 
 def activity(model: VAE, data: Any) -> Tensor:
@@ -637,13 +623,18 @@ def active_units(model: VAE, data: Any, threshold: float = 1e-2) -> int:
     return int((activity(model, data) > threshold).sum())
 
 
-@torch.no_grad()
-def kl_per_dimension(model: VAE, data: Any) -> Tensor:
-    """Average ``KL(q(z_j | x) || N(0, 1))`` over the data for every latent dimension j, ``[D]`` nats.
+def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
+    r"""Batch mean of :math:`\mathrm{KL}(q(z_j | x) \,\|\, N(0, 1))` for every latent dimension j: ``[B, D] x2 -> [D]``.
+
+    .. math:: \mathrm{KL}_j = \tfrac1B \sum_b \tfrac12 \big(\mu_{bj}^2 + \sigma_{bj}^2 - \log \sigma_{bj}^2 - 1\big)
 
     They add up to the mean KL term of the ELBO; a collapsed dimension has KL ~ 0 (its posterior is the prior).
+    Over a whole data set: ``kl_per_dimension(*encode_means(model, data))``. Introduced in chapter 10.
     """
-    mu, logvar = encode_means(model, data)
+    if not isinstance(mu, Tensor) or not isinstance(logvar, Tensor):
+        raise TypeError(f"mu and logvar must be tensors, got {type(mu).__name__} and {type(logvar).__name__}")
+    if mu.ndim != 2 or mu.shape != logvar.shape:
+        raise ValueError(f"mu and logvar must both be [B, D], got {list(mu.shape)} and {list(logvar.shape)}")
     return (0.5 * (mu.pow(2) + logvar.exp() - logvar - 1)).mean(dim=0)
 
 
@@ -664,7 +655,7 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
 @torch.no_grad()
 def interpolate(model: VAE, x_a: Tensor, x_b: Tensor, steps: int = 8, mode: str = "linear") -> Tensor:
     """Decode a path between the posterior means of two images ``[C, H, W]``: ``[steps, C, H, W]``."""
-    mu, _ = model.encode(torch.stack([x_a, x_b]).to(_device(model)))
+    mu, _ = model.encode(torch.stack([x_a, x_b]).to(model_device(model)))
     t = torch.linspace(0, 1, steps, device=mu.device)
     if mode == "linear":
         z = (1 - t[:, None]) * mu[0] + t[:, None] * mu[1]
@@ -685,13 +676,15 @@ def latent_grid(model: VAE, n: int = 15, dims: tuple[int, int] = (0, 1), quantil
     ``base`` (zeros by default).
     """
     d = model.config.latent_dim
+    if len(dims) != 2 or not all(0 <= int(j) < d for j in dims) or dims[0] == dims[1]:
+        raise ValueError(f"latent_grid: dims must be two different dimensions in 0..{d - 1}, got {dims}")
     p = torch.linspace(1 - quantile, quantile, n)
     vals = torch.distributions.Normal(0.0, 1.0).icdf(p)
     z = torch.zeros(n * n, d) if base is None else base.detach().cpu().float().repeat(n * n, 1)
     ys, xs = torch.meshgrid(vals.flip(0), vals, indexing="ij")
     z[:, dims[0]] = xs.reshape(-1)
     z[:, dims[1]] = ys.reshape(-1)
-    return model.decode_mean(z.to(_device(model))).cpu()
+    return model.decode_mean(z.to(model_device(model))).cpu()
 
 
 @torch.no_grad()
@@ -702,28 +695,47 @@ def posterior_pixel_std(model: VAE, x: Tensor, n_samples: int = 64,
     x ``[B, C, H, W]`` -> two ``[B, C, H, W]`` tensors. Where the encoder is unsure (wide posterior) and the
     decoder is sensitive, decoded images disagree, and the std is large.
     """
-    mu, logvar = model.encode(x.to(_device(model)))
+    mu, logvar = model.encode(x.to(model_device(model)))
     b = x.shape[0]
     z = reparameterize(mu.repeat(n_samples, 1), logvar.repeat(n_samples, 1), generator)  # [S*B, D]
     m = model.decode_mean(z).view(n_samples, b, *x.shape[1:])
     return m.mean(0).cpu(), m.std(0).cpu()
 
 
-@torch.no_grad()
-def traverse(decode: Callable[[Tensor], Tensor], base: Tensor, dims: Sequence[int],
-             values: Sequence[float]) -> Tensor:
-    """Latent traversal: for each dimension in ``dims``, set it to each of ``values`` (others at ``base [D]``).
+def traversal_codes(base: Tensor, dims: Sequence[int], values: Sequence[float]) -> Tensor:
+    """The codes of a latent traversal: ``base [D]`` with ``z[d] = v`` for each ``d`` in ``dims`` and ``v`` in ``values``.
 
-    Returns ``[len(dims) * len(values), C, H, W]``, one row per dimension.
+    Returns ``[len(dims) * len(values), D]``, row-major (all values of ``dims[0]`` first). Introduced in chapter 10.
     """
     base = base.detach().flatten()
+    bad = [d for d in dims if not 0 <= int(d) < base.numel()]
+    if bad:
+        raise ValueError(f"dims {bad} out of range for a {base.numel()}-dimensional latent")
     zs = []
     for d in dims:
         for v in values:
             z = base.clone()
-            z[d] = v
+            z[int(d)] = float(v)
             zs.append(z)
-    return decode(torch.stack(zs))
+    return torch.stack(zs)
+
+
+@torch.no_grad()
+def traverse(decode: Callable[[Tensor], Tensor], base: Tensor, dims: Sequence[int],
+             values: Sequence[float]) -> Tensor:
+    """Latent traversal: decode ``base [D]`` with one coordinate swept at a time (the beta-VAE picture).
+
+    ``decode``: codes ``[N, D]`` -> images ``[N, C, H, W]`` (e.g. ``model.decode_mean``; for a conditional model
+    a closure that adds the label). Returns ``[len(dims), len(values), C, H, W]`` on the CPU: row ``i`` sweeps
+    dimension ``dims[i]`` over ``values``, every other coordinate stays at ``base``. ``companion.widgets`` draws
+    the same grid. Introduced in chapter 10.
+    """
+    codes = traversal_codes(base, dims, values)  # [R*T, D]
+    images = decode(codes)
+    if not isinstance(images, Tensor) or images.shape[0] != codes.shape[0]:
+        raise ValueError(f"decode(z [{codes.shape[0]}, D]) must return {codes.shape[0]} images, got "
+                         f"{list(images.shape) if isinstance(images, Tensor) else type(images).__name__}")
+    return images.reshape(len(dims), len(values), *images.shape[1:]).cpu()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,19 +2,20 @@
 
 Read top to bottom:
 
-* :class:`VAEConfig` with :meth:`VAEConfig.tiny` and :meth:`VAEConfig.conv_tiny` presets (tests, ci);
-* building blocks: :func:`one_hot`, the MLP :class:`Encoder` and :class:`Decoder` and the convolutional
-  :class:`ConvEncoder` and :class:`ConvDecoder` (all four take an optional conditioning vector, which is all a
+* :class:`CondVAEConfig` with :meth:`CondVAEConfig.tiny` and :meth:`CondVAEConfig.conv_tiny` presets (tests, ci):
+  the sizes of every VAE of this chapter, conditional (``num_classes > 0``) or not;
+* building blocks: :func:`one_hot`, the MLP :class:`CondEncoder` and :class:`CondDecoder` and the convolutional
+  :class:`CondConvEncoder` and :class:`CondConvDecoder` (all four take an optional conditioning vector, which is all a
   conditional VAE needs — the difference from chapter 10's ``companion.vae.Encoder``/``Decoder``);
-* :class:`BetaVAE` — the ELBO with a weight β on its KL term (Higgins et al. 2017), :func:`kl_per_dim` and
-  :func:`latent_traversal`; from chapter 10 it reuses :func:`companion.vae.reparameterize`,
-  :func:`companion.vae.bernoulli_elbo`, :func:`companion.vae.encode_means` and :func:`companion.vae.traverse`,
-  and from ``companion.losses`` every likelihood, KL and :func:`companion.losses.log_mean_exp`;
-* measuring disentanglement: :func:`discretize`, :func:`entropy`, :func:`mutual_information` and the mutual
-  information gap :func:`mig` (Chen et al. 2018), with :func:`shapes_factor_matrix` for ``data.shapes``;
+* :class:`BetaVAE` — the ELBO with a weight β on its KL term (Higgins et al. 2017); from chapter 10 it reuses
+  ``companion.vae.reparameterize``, ``encode_means``, ``kl_per_dimension``, ``traverse`` (pass
+  :meth:`BetaVAE.decode_mean`) and ``iwae_nll`` (:meth:`BetaVAE.sampled_terms` makes it work here, with labels
+  for a CVAE), and from ``companion.losses`` every likelihood, KL and ``bernoulli_elbo``;
+* measuring disentanglement: :func:`shapes_factor_matrix` turns ``data.shapes``' factors into the matrix that
+  ``companion.metrics.mig`` (the mutual information gap, Chen et al. 2018) reads;
 * :class:`CVAE` — q(z | x, y) and p(x | y, z) (Sohn et al. 2015), :meth:`CVAE.sample` and :func:`style_transfer`;
-* anomaly detection: :func:`negative_elbo`, :func:`iwae_nll`, a rank-based :func:`auroc` (Mann–Whitney U) and
-  the held-out-digit experiment :func:`heldout_anomaly`;
+* anomaly detection: the score :func:`negative_elbo`, ranked by ``companion.metrics.auroc``, and the
+  held-out-digit experiment :func:`heldout_anomaly`;
 * training: :func:`train_vae` (a thin wrapper around ``companion.train.fit``);
 * judging a CVAE: :func:`conditional_accuracy` (samples judged by chapter 04's LeNet);
 * the β experiment: :class:`BetaSweep` (one conv β-VAE per β, the shape of checkpoint ``betavae_shapes``) and
@@ -26,8 +27,8 @@ Shapes: images ``[B, C, H, W]`` in ``[0, 1]``; labels int64 ``[B]``; latents ``[
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -35,32 +36,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .losses import bernoulli_log_likelihood, gaussian_kl, log_mean_exp, log_normal, log_standard_normal
+from .autoencoder import check_input, map_batches
+from .losses import bernoulli_elbo, bernoulli_log_likelihood, gaussian_kl, log_normal, log_standard_normal
+from .metrics import auroc, mig
 from .train import History, fit
-from .vae import bernoulli_elbo, encode_means, reparameterize, traverse
+from .vae import encode_means, kl_per_dimension, reparameterize
 
 __all__ = [
     "BetaSweep",
     "BetaVAE",
     "CVAE",
-    "ConvDecoder",
-    "ConvEncoder",
-    "Decoder",
-    "Encoder",
-    "MIGResult",
-    "VAEConfig",
-    "auroc",
+    "CondConvDecoder",
+    "CondConvEncoder",
+    "CondDecoder",
+    "CondEncoder",
+    "CondVAEConfig",
     "conditional_accuracy",
     "cvae_elbo",
-    "discretize",
-    "entropy",
     "heldout_anomaly",
-    "iwae_nll",
-    "kl_per_dim",
-    "latent_traversal",
     "measure_disentanglement",
-    "mig",
-    "mutual_information",
     "negative_elbo",
     "one_hot",
     "shapes_factor_matrix",
@@ -73,7 +67,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class VAEConfig:
+class CondVAEConfig:
     """Sizes of a small MLP or convolutional VAE.
 
     Attributes:
@@ -83,7 +77,7 @@ class VAEConfig:
         hidden: ``arch="mlp"``: widths of the encoder's hidden layers (the decoder uses them in reverse).
             ``arch="conv"``: ``(c_1, ..., c_L, F)``: ``L`` stride-2 4x4 convolutions with ``c_1..c_L`` channels
             halve the image down to 4x4, a 4x4 convolution without padding turns it into ``F`` features
-            (:class:`ConvEncoder`); the decoder mirrors it with transposed convolutions (:class:`ConvDecoder`).
+            (:class:`CondConvEncoder`); the decoder mirrors it with transposed convolutions (:class:`CondConvDecoder`).
             So ``image_size`` must be ``4 * 2**L``: ``(32, 32, 32, 64)`` for 32x32 images.
         num_classes: ``K > 0`` for a conditional VAE (one-hot labels into encoder and decoder), else 0.
         arch: ``"mlp"`` or ``"conv"``.
@@ -120,16 +114,16 @@ class VAEConfig:
         return self.channels * self.image_size * self.image_size
 
     @classmethod
-    def tiny(cls, num_classes: int = 0) -> VAEConfig:
+    def tiny(cls, num_classes: int = 0) -> CondVAEConfig:
         """A few-hundred-parameter model on 8x8 images, for tests."""
         return cls(image_size=8, channels=1, latent_dim=3, hidden=(16,), num_classes=num_classes)
 
     @classmethod
-    def conv_tiny(cls, num_classes: int = 0) -> VAEConfig:
+    def conv_tiny(cls, num_classes: int = 0) -> CondVAEConfig:
         """The convolutional counterpart of :meth:`tiny`: one stride-2 convolution, 8x8 -> 4x4 -> 8 features."""
         return cls(image_size=8, channels=1, latent_dim=3, hidden=(4, 8), num_classes=num_classes, arch="conv")
 
-    def replace(self, **changes: Any) -> VAEConfig:
+    def replace(self, **changes: Any) -> CondVAEConfig:
         return replace(self, **changes)
 
 
@@ -162,18 +156,18 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class Encoder(nn.Module):
+class CondEncoder(nn.Module):
     """q(z | x[, y]) = N(mu, diag exp(logvar)): an MLP on the flattened image (and the one-hot label).
 
     ``forward(x [B, C, H, W], c [B, K] or None) -> (mu [B, D], logvar [B, D])``.
 
     How it differs from chapter 10's :class:`companion.vae.Encoder`: it takes an optional conditioning vector
     ``c`` (the one-hot label of a :class:`CVAE`) and concatenates it to the flattened pixels, uses ReLU instead
-    of ELU, and reads its sizes from this module's :class:`VAEConfig` (the shipped ``cvae_mnist`` depends on
+    of ELU, and reads its sizes from this module's :class:`CondVAEConfig` (the shipped ``cvae_mnist`` depends on
     its parameter names, ``net.0.weight`` ...). Without ``c`` it is the same kind of MLP encoder.
     """
 
-    def __init__(self, config: VAEConfig) -> None:
+    def __init__(self, config: CondVAEConfig) -> None:
         super().__init__()
         self.config = config
         self.net = _mlp([config.input_dim + config.num_classes, *config.hidden, 2 * config.latent_dim])
@@ -186,7 +180,7 @@ class Encoder(nn.Module):
         return mu, logvar
 
 
-class Decoder(nn.Module):
+class CondDecoder(nn.Module):
     """p(x | z[, y]): an MLP from z (and the one-hot label) to Bernoulli logits for every pixel.
 
     ``forward(z [B, D], c [B, K] or None) -> logits [B, C, H, W]``.
@@ -195,7 +189,7 @@ class Decoder(nn.Module):
     concatenated to ``z``, so one network draws every class; ReLU instead of ELU; Bernoulli logits only.
     """
 
-    def __init__(self, config: VAEConfig) -> None:
+    def __init__(self, config: CondVAEConfig) -> None:
         super().__init__()
         self.config = config
         self.net = _mlp([config.latent_dim + config.num_classes, *reversed(config.hidden), config.input_dim])
@@ -207,7 +201,7 @@ class Decoder(nn.Module):
         return self.net(z).view(-1, cfg.channels, cfg.image_size, cfg.image_size)
 
 
-class ConvEncoder(nn.Module):
+class CondConvEncoder(nn.Module):
     """q(z | x[, y]) with a convolutional body: stride-2 4x4 convolutions down to 4x4, then a 4x4 one to 1x1.
 
     For ``hidden = (32, 32, 32, 64)`` on 32x32 images (the β-VAE of chapter 11, after Burgess et al. 2018)::
@@ -220,10 +214,10 @@ class ConvEncoder(nn.Module):
     any ``4 * 2**L`` image side and a condition.
     """
 
-    def __init__(self, config: VAEConfig) -> None:
+    def __init__(self, config: CondVAEConfig) -> None:
         super().__init__()
         if config.arch != "conv":
-            raise ValueError(f"ConvEncoder needs config.arch='conv', got {config.arch!r}")
+            raise ValueError(f"CondConvEncoder needs config.arch='conv', got {config.arch!r}")
         self.config = config
         *chans, features = config.hidden
         layers: list[nn.Module] = []
@@ -241,8 +235,8 @@ class ConvEncoder(nn.Module):
         return mu, logvar
 
 
-class ConvDecoder(nn.Module):
-    """p(x | z[, y]) with transposed convolutions, the mirror image of :class:`ConvEncoder`.
+class CondConvDecoder(nn.Module):
+    """p(x | z[, y]) with transposed convolutions, the mirror image of :class:`CondConvEncoder`.
 
     For ``hidden = (32, 32, 32, 64)``::
 
@@ -251,10 +245,10 @@ class ConvDecoder(nn.Module):
     ``forward(z [B, D], c [B, K] or None) -> logits [B, C, H, W]`` (Bernoulli logits, no final activation).
     """
 
-    def __init__(self, config: VAEConfig) -> None:
+    def __init__(self, config: CondVAEConfig) -> None:
         super().__init__()
         if config.arch != "conv":
-            raise ValueError(f"ConvDecoder needs config.arch='conv', got {config.arch!r}")
+            raise ValueError(f"CondConvDecoder needs config.arch='conv', got {config.arch!r}")
         self.config = config
         *chans, features = config.hidden
         chans = chans[::-1]
@@ -287,44 +281,51 @@ class BetaVAE(nn.Module):
     :class:`CVAE`). Introduced in chapter 11.
     """
 
-    def __init__(self, config: VAEConfig | None = None, beta: float = 1.0) -> None:
+    def __init__(self, config: CondVAEConfig | None = None, beta: float = 1.0) -> None:
         super().__init__()
-        self.config = config or VAEConfig()
+        self.config = config or CondVAEConfig()
         if not (isinstance(beta, int | float) and beta >= 0):
             raise ValueError(f"beta must be a number >= 0, got {beta!r}")
         self.beta = float(beta)
         conv = self.config.arch == "conv"
-        self.encoder = ConvEncoder(self.config) if conv else Encoder(self.config)
-        self.decoder = ConvDecoder(self.config) if conv else Decoder(self.config)
+        self.encoder = CondConvEncoder(self.config) if conv else CondEncoder(self.config)
+        self.decoder = CondConvDecoder(self.config) if conv else CondDecoder(self.config)
 
     # -- conditioning
     def _condition(self, y: Tensor | None, batch: int) -> Tensor | None:
-        k = self.config.num_classes
+        k, who = self.config.num_classes, type(self).__name__
         if k == 0:
             if y is not None:
-                raise ValueError("this VAE is unconditional (num_classes=0) but got labels y")
+                raise ValueError(f"{who}: this VAE is unconditional (num_classes=0) but got labels y")
             return None
         if y is None:
-            raise ValueError(f"this VAE is conditional (num_classes={k}): pass the labels y")
+            raise ValueError(f"{who}: this VAE is conditional (num_classes={k}): pass the labels y")
+        if not isinstance(y, Tensor) or y.is_floating_point() or y.dtype == torch.bool:
+            got = y.dtype if isinstance(y, Tensor) else type(y).__name__
+            raise TypeError(f"{who}: labels y must be an integer tensor [{batch}], got {got}")
         if y.shape != (batch,):
-            raise ValueError(f"labels y must have shape [{batch}], got {list(y.shape)}")
+            raise ValueError(f"{who}: labels y must have shape [{batch}], got {list(y.shape)}")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
+            raise ValueError(f"{who}: labels y must lie in 0..{k - 1}, got range [{int(y.min())}, {int(y.max())}]")
         return one_hot(y, k).to(next(self.parameters()).device)
-
-    def _check_images(self, x: Tensor) -> None:
-        cfg = self.config
-        if x.ndim != 4 or tuple(x.shape[1:]) != (cfg.channels, cfg.image_size, cfg.image_size):
-            raise ValueError(f"expected images [B, {cfg.channels}, {cfg.image_size}, {cfg.image_size}], "
-                             f"got {list(x.shape)}")
 
     # -- the two networks
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z | x[, y]): ``(mu, logvar)``, each ``[B, D]``."""
-        self._check_images(x)
+        cfg = self.config
+        check_input(f"{type(self).__name__}.encode", "x", x, (None, cfg.channels, cfg.image_size, cfg.image_size),
+                    like=next(self.parameters()))
         return self.encoder(x, self._condition(y, x.shape[0]))
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """p(x | z[, y]): Bernoulli logits ``[B, C, H, W]`` (``sigmoid`` gives the mean image)."""
+        check_input(f"{type(self).__name__}.decode", "z", z, (None, self.config.latent_dim),
+                    like=next(self.parameters()))
         return self.decoder(z, self._condition(y, z.shape[0]))
+
+    def decode_mean(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """The mean image ``sigmoid(decode(z[, y]))`` ``[B, C, H, W]`` (what ``companion.vae.traverse`` draws)."""
+        return torch.sigmoid(self.decode(z, y))
 
     def forward(self, x: Tensor, y: Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -338,6 +339,22 @@ class BetaVAE(nn.Module):
         """``(log p(x|z) [B], KL(q(z|x) || p(z)) [B])``: one-sample reconstruction term, analytic KL."""
         logits, mu, logvar = self(x, y, generator=generator)
         return bernoulli_log_likelihood(logits, x), gaussian_kl(mu, logvar)
+
+    def sampled_terms(self, x: Tensor, mu: Tensor, logvar: Tensor, k: int, generator: torch.Generator | None = None,
+                      y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """For ``k`` samples ``z_i ~ q(z|x[, y])``: ``log p(x|z_i[, y])`` and ``log q(z_i|x) - log p(z_i)``, ``[k, B]`` each.
+
+        The same contract as chapter 10's ``VAE.sampled_terms`` (noise drawn sample-major), so
+        ``companion.vae.iwae_nll(model, x, y=y)`` works for this model too.
+        """
+        b = x.shape[0]
+        mu_r, lv_r = mu.repeat(k, 1), logvar.repeat(k, 1)  # [k*B, D], sample-major
+        eps = torch.randn(mu_r.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+        z = reparameterize(mu_r, lv_r, eps=eps)
+        y_r = None if y is None else y.repeat(k)
+        rec = bernoulli_log_likelihood(self.decode(z, y_r), x.repeat(k, 1, 1, 1)).view(k, b)
+        kl = (log_normal(z, mu_r, lv_r) - log_standard_normal(z)).view(k, b)
+        return rec, kl
 
     def loss(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
         """The β-weighted negative ELBO averaged over the batch, and its two parts as metrics (nats/image)."""
@@ -355,166 +372,7 @@ class BetaVAE(nn.Module):
         return torch.sigmoid(self.decode(z))
 
 
-def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(q(z_j | x) || N(0, 1)) per latent dimension j, averaged over the batch: ``[B, D] -> [D]``.
-
-    A dimension whose KL stays near 0 carries no information about x (it is *inactive*: q equals the prior).
-    Introduced in chapter 11.
-    """
-    if mu.ndim != 2 or mu.shape != logvar.shape:
-        raise ValueError(f"mu and logvar must both be [B, D], got {list(mu.shape)} and {list(logvar.shape)}")
-    b, d = mu.shape
-    return gaussian_kl(mu.reshape(-1, 1), logvar.reshape(-1, 1)).view(b, d).mean(0)
-
-
-@torch.no_grad()
-def latent_traversal(model: BetaVAE, z: Tensor, dims: Sequence[int], values: Sequence[float] | Tensor,
-                     y: Tensor | int | None = None) -> Tensor:
-    """Decode a base code with one coordinate swept at a time: the standard β-VAE picture.
-
-    Args:
-        model: a trained :class:`BetaVAE` (or :class:`CVAE`, then pass ``y``).
-        z: the base code ``[D]`` (e.g. the posterior mean of one image).
-        dims: which latent coordinates to sweep (one row each).
-        values: the ``T`` values each coordinate takes (the others stay at ``z``).
-        y: the label for a conditional model (an int or a 0-d/1-element tensor).
-
-    Returns:
-        mean images ``[len(dims), T, C, H, W]``: chapter 10's :func:`companion.vae.traverse`, reshaped into a
-        grid, for a model that may need a label. Introduced in chapter 11.
-    """
-    if z.ndim != 1 or z.shape[0] != model.config.latent_dim:
-        raise ValueError(f"z must be one code [{model.config.latent_dim}], got {list(z.shape)}")
-    values = torch.as_tensor(values, dtype=z.dtype).flatten()
-    bad = [d for d in dims if not 0 <= int(d) < z.shape[0]]
-    if bad:
-        raise ValueError(f"dims {bad} out of range for a {z.shape[0]}-dimensional latent")
-    device = next(model.parameters()).device
-    labels = None  # a conditional model decodes every code with the same label
-    if y is not None:
-        labels = torch.full((len(dims) * len(values),), int(y), dtype=torch.long, device=device)
-    was = model.training
-    model.eval()
-    # chapter 10's traverse: one row of codes per swept dimension, [R*T, D] -> decoded [R*T, C, H, W]
-    imgs = traverse(lambda codes: torch.sigmoid(model.decode(codes, labels)), z.to(device),
-                    [int(d) for d in dims], values.tolist())
-    model.train(was)
-    return imgs.view(len(dims), len(values), *imgs.shape[1:]).cpu()
-
-
 # ----------------------------------------------------------------------------- measuring disentanglement
-
-
-def discretize(x: Tensor, bins: int = 20) -> Tensor:
-    """Equal-width histogram bins per column: ``[N, D]`` (or ``[N]``) float -> int64 bin indices in ``0..bins-1``.
-
-    Each column is cut into ``bins`` intervals of equal width between its own min and max (the last one closed),
-    as ``disentanglement_lib`` does for MIG; a constant column maps to bin 0. Introduced in chapter 11.
-    """
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
-    squeeze = x.ndim == 1
-    x = x.reshape(x.shape[0], -1).double() if not squeeze else x.double().unsqueeze(1)
-    lo, hi = x.min(0).values, x.max(0).values
-    width = (hi - lo) / bins
-    safe = torch.where(width > 0, width, torch.ones_like(width))
-    idx = torch.floor((x - lo) / safe).long().clamp_(0, bins - 1)
-    idx[:, width == 0] = 0
-    return idx.squeeze(1) if squeeze else idx
-
-
-def _codes(labels: Tensor) -> Tensor:
-    """Map arbitrary integer labels to ``0..n_distinct-1``."""
-    if labels.is_floating_point():
-        raise ValueError(f"expected integer labels, got {labels.dtype}: discretize() continuous values first")
-    return torch.unique(labels.flatten(), return_inverse=True)[1]
-
-
-def entropy(labels: Tensor) -> float:
-    """H(a) = -Σ p log p (nats) of the empirical distribution of integer ``labels [N]``. Introduced in chapter 11."""
-    if labels.numel() == 0:
-        raise ValueError("entropy of an empty tensor")
-    p = torch.bincount(_codes(labels)).double() / labels.numel()
-    p = p[p > 0]
-    return float(-(p * p.log()).sum())
-
-
-def mutual_information(a: Tensor, b: Tensor) -> float:
-    r"""I(a; b) = Σ p(a,b) log(p(a,b) / (p(a) p(b))) in nats, from two integer label vectors ``[N]``.
-
-    The empirical (plug-in) estimate from the contingency table, equal to ``sklearn.metrics.mutual_info_score``.
-    Introduced in chapter 11.
-    """
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"a and b must be 1-D of the same length, got {list(a.shape)} and {list(b.shape)}")
-    if a.numel() == 0:
-        raise ValueError("mutual information of empty tensors")
-    ia, ib = _codes(a), _codes(b)
-    na, nb = int(ia.max()) + 1, int(ib.max()) + 1
-    joint = torch.bincount(ia * nb + ib, minlength=na * nb).view(na, nb).double() / a.numel()  # p(a, b)
-    pa, pb = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
-    nz = joint > 0
-    return float((joint[nz] * (joint[nz].log() - (pa * pb)[nz].log())).sum().clamp_min(0.0))
-
-
-@dataclass
-class MIGResult:
-    """The mutual information gap and what it was computed from.
-
-    Attributes:
-        score: MIG, the mean of ``per_factor`` (0 = no factor has its own latent, 1 = perfectly axis-aligned).
-        per_factor: ``[K]`` normalised gap ``(I(z_a; v_k) - I(z_b; v_k)) / H(v_k)`` between the two most
-            informative latents ``a``, ``b`` for each factor ``k``.
-        mi: ``[D, K]`` mutual information (nats) between each discretised latent and each factor.
-        entropy: ``[K]`` factor entropies H(v_k) (nats).
-        top: ``[K]`` index of the most informative latent for each factor.
-    """
-
-    score: float
-    per_factor: Tensor
-    mi: Tensor
-    entropy: Tensor
-    top: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
-
-
-def mig(codes: Tensor, factors: Tensor, bins: int = 20) -> MIGResult:
-    r"""Mutual information gap (Chen et al. 2018, eq. 7), from samples.
-
-    .. math:: \mathrm{MIG} = \frac1K \sum_k \frac{I(z_{j^{(k)}}; v_k) - \max_{j \ne j^{(k)}} I(z_j; v_k)}{H(v_k)},
-              \qquad j^{(k)} = \arg\max_j I(z_j; v_k)
-
-    Each latent (e.g. the posterior means) is discretised into ``bins`` equal-width bins; each factor column
-    with more than ``bins`` distinct values is discretised the same way, the others (categories such as the
-    shape id) are used as they are. MI is the plug-in estimate of :func:`mutual_information`.
-
-    Args:
-        codes: ``[N, D]`` latent codes, ``D >= 1``.
-        factors: ``[N, K]`` ground-truth factors (see :func:`shapes_factor_matrix`).
-        bins: bins per latent and per continuous factor.
-
-    Returns:
-        a :class:`MIGResult`. Introduced in chapter 11.
-
-    Raises:
-        ValueError: mismatched lengths, or a constant factor (zero entropy: nothing to disentangle).
-    """
-    if codes.ndim != 2 or factors.ndim != 2 or codes.shape[0] != factors.shape[0]:
-        raise ValueError(f"codes [N, D] and factors [N, K] must share N, got {list(codes.shape)} and "
-                         f"{list(factors.shape)}")
-    z = discretize(codes, bins)  # [N, D]
-    v = torch.stack([discretize(col, bins) if torch.unique(col).numel() > bins
-                     else torch.unique(col, return_inverse=True)[1]
-                     for col in factors.unbind(1)], dim=1)  # [N, K]
-    d, k = z.shape[1], v.shape[1]
-    h = torch.tensor([entropy(v[:, j]) for j in range(k)], dtype=torch.float64)
-    if (h <= 0).any():
-        raise ValueError(f"factor(s) {(h <= 0).nonzero().flatten().tolist()} are constant: MIG needs H(v) > 0")
-    mi = torch.tensor([[mutual_information(z[:, i], v[:, j]) for j in range(k)] for i in range(d)],
-                      dtype=torch.float64)  # [D, K]
-    top2 = mi.topk(min(2, d), dim=0)  # values [2, K]
-    second = top2.values[1] if d > 1 else torch.zeros(k, dtype=torch.float64)
-    gap = (top2.values[0] - second) / h
-    return MIGResult(score=float(gap.mean()), per_factor=gap, mi=mi, entropy=h, top=top2.indices[0])
 
 
 def shapes_factor_matrix(factors: dict[str, Tensor], names: Sequence[str] | None = None) -> Tensor:
@@ -548,8 +406,8 @@ class CVAE(BetaVAE):
     Introduced in chapter 11.
     """
 
-    def __init__(self, config: VAEConfig | None = None, beta: float = 1.0) -> None:
-        config = config or VAEConfig(num_classes=10)
+    def __init__(self, config: CondVAEConfig | None = None, beta: float = 1.0) -> None:
+        config = config or CondVAEConfig(num_classes=10)
         if config.num_classes < 1:
             raise ValueError("a CVAE needs config.num_classes >= 1")
         super().__init__(config, beta)
@@ -575,8 +433,8 @@ def cvae_elbo(x: Tensor, y: Tensor, encoder: nn.Module, decoder: nn.Module, eps:
     Args:
         x: images ``[B, C, H, W]`` in [0, 1].
         y: labels int64 ``[B]``.
-        encoder: ``encoder(x, onehot [B, K]) -> (mu, logvar)``, each ``[B, D]`` (an :class:`Encoder`).
-        decoder: ``decoder(z [B, D], onehot [B, K]) -> logits [B, C, H, W]`` (a :class:`Decoder`).
+        encoder: ``encoder(x, onehot [B, K]) -> (mu, logvar)``, each ``[B, D]`` (an :class:`CondEncoder`).
+        decoder: ``decoder(z [B, D], onehot [B, K]) -> logits [B, C, H, W]`` (a :class:`CondDecoder`).
         eps: the standard-normal noise ``[B, D]``.
         num_classes: K.
 
@@ -616,21 +474,6 @@ def _batches(n: int, batch_size: int) -> list[slice]:
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
-def _score_batches(model: BetaVAE, x: Tensor, y: Tensor | None, batch_size: int,
-                   score: Callable[[Tensor, Tensor | None, Tensor, Tensor], Tensor]) -> Tensor:
-    """``score(xb, yb, mu, logvar) -> [B]`` over batches of ``x`` in eval mode, encoded once per batch; ``[N]``."""
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for sl in _batches(x.shape[0], batch_size):
-        xb = x[sl].to(device)
-        yb = None if y is None else y[sl].to(device)
-        out.append(score(xb, yb, *model.encode(xb, yb)).cpu())
-    model.train(was)
-    return torch.cat(out)
-
-
 @torch.no_grad()
 def negative_elbo(model: BetaVAE, x: Tensor, y: Tensor | None = None, n_samples: int = 1,
                   generator: torch.Generator | None = None, batch_size: int = 1024) -> Tensor:
@@ -651,78 +494,17 @@ def negative_elbo(model: BetaVAE, x: Tensor, y: Tensor | None = None, n_samples:
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
 
-    def score(xb: Tensor, yb: Tensor | None, mu: Tensor, logvar: Tensor) -> Tensor:
+    def score(xb: Tensor, yb: Tensor | None) -> Tensor:
+        mu, logvar = model.encode(xb, yb)  # encoded once per batch, decoded n_samples times
         rec = sum(bernoulli_log_likelihood(model.decode(reparameterize(mu, logvar, generator=generator), yb), xb)
                   for _ in range(n_samples))
         return gaussian_kl(mu, logvar) - rec / n_samples
 
-    return _score_batches(model, x, y, batch_size, score)
-
-
-@torch.no_grad()
-def iwae_nll(model: BetaVAE, x: Tensor, y: Tensor | None = None, k: int = 16,
-             generator: torch.Generator | None = None, batch_size: int = 256) -> Tensor:
-    r"""Importance-weighted estimate of -log p(x) (Burda et al. 2016) with ``k`` samples from q(z|x), per image.
-
-    .. math:: -\log \frac1k \sum_{s=1}^k \frac{p(x \mid z_s)\, p(z_s)}{q(z_s \mid x)}
-
-    Its expectation is a tighter bound than :func:`negative_elbo` and decreases towards -log p(x) as k grows.
-    ``x [N, C, H, W]`` -> ``[N]``. The same estimate as chapter 10's :func:`companion.vae.iwae_nll` (and the same
-    :func:`companion.losses.log_mean_exp`), for a model that may take labels ``y``. Introduced in chapter 11.
-    """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-
-    def score(xb: Tensor, yb: Tensor | None, mu: Tensor, logvar: Tensor) -> Tensor:
-        log_w = []
-        for _ in range(k):
-            z = reparameterize(mu, logvar, generator=generator)
-            log_w.append(bernoulli_log_likelihood(model.decode(z, yb), xb) + log_standard_normal(z)
-                         - log_normal(z, mu, logvar))
-        return -log_mean_exp(torch.stack(log_w), dim=0)  # log_w [k, B] -> [B]
-
-    return _score_batches(model, x, y, batch_size, score)
-
-
-def auroc(scores: Tensor, labels: Tensor) -> float:
-    r"""Area under the ROC curve from the ranks of the scores (Mann–Whitney U), ties counted as one half.
-
-    .. math:: \mathrm{AUROC} = P(s_+ > s_-) + \tfrac12 P(s_+ = s_-)
-              = \frac{R_+ - n_+(n_+ + 1)/2}{n_+\, n_-}
-
-    where :math:`R_+` is the sum of the positives' ranks among all scores (tied scores share their mean rank).
-
-    Args:
-        scores: ``[N]``, higher = more likely positive (an anomaly).
-        labels: ``[N]`` in {0, 1} (or bool), 1 = positive.
-
-    Returns:
-        a float in [0, 1]: 1 = every positive outranks every negative, 0.5 = chance. Introduced in chapter 11.
-
-    Raises:
-        ValueError: mismatched shapes, labels other than 0/1, or only one class present.
-    """
-    scores = torch.as_tensor(scores).detach().flatten().double()
-    labels = torch.as_tensor(labels).detach().flatten()
-    if scores.shape != labels.shape:
-        raise ValueError(f"scores and labels must have the same length, got {scores.numel()} and {labels.numel()}")
-    if not bool(((labels == 0) | (labels == 1)).all()):
-        raise ValueError("labels must be 0 or 1")
-    if torch.isnan(scores).any():
-        raise ValueError("scores contain NaN")
-    pos = labels == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"AUROC needs both classes, got {n_pos} positive(s) and {n_neg} negative(s)")
-    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
-    last = counts.cumsum(0).double()  # 1-based rank of the last member of each tie group
-    mid = last - (counts.double() - 1) / 2  # the group's mean rank
-    rank_sum = mid[inverse][pos].sum().item()
-    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return map_batches(model, score, x, y, batch_size=batch_size)
 
 
 def heldout_anomaly(digit: int, x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor,
-                    config: VAEConfig | None = None, epochs: int = 5, batch_size: int = 128, lr: float = 1e-3,
+                    config: CondVAEConfig | None = None, epochs: int = 5, batch_size: int = 128, lr: float = 1e-3,
                     seed: int = 0, n_samples: int = 4, progress: bool = True) -> dict[str, Any]:
     """Train a VAE on every class but ``digit``, score the test set by -ELBO, and measure the AUROC.
 
@@ -735,7 +517,7 @@ def heldout_anomaly(digit: int, x_train: Tensor, y_train: Tensor, x_test: Tensor
     if not bool((y_test == digit).any()):
         raise ValueError(f"the test set has no digit {digit}")
     torch.manual_seed(seed)
-    model = BetaVAE(config or VAEConfig(latent_dim=16, hidden=(256,)), beta=1.0)
+    model = BetaVAE(config or CondVAEConfig(latent_dim=16, hidden=(256,)), beta=1.0)
     history = train_vae(model, x_train[keep], epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                         progress=progress, desc=f"VAE without {digit}")
     scores = negative_elbo(model, x_test, n_samples=n_samples, generator=torch.Generator().manual_seed(seed))
@@ -802,7 +584,7 @@ class BetaSweep(nn.Module):
     The checkpoint ``betavae_shapes`` is one such sweep. Introduced in chapter 11.
     """
 
-    def __init__(self, config: VAEConfig, betas: Sequence[float], seed: int | None = 0) -> None:
+    def __init__(self, config: CondVAEConfig, betas: Sequence[float], seed: int | None = 0) -> None:
         super().__init__()
         if not betas or len(set(betas)) != len(betas):
             raise ValueError(f"betas must be a non-empty sequence of distinct values, got {betas!r}")
@@ -849,7 +631,7 @@ def measure_disentanglement(model: BetaVAE, x: Tensor, factors: Tensor, bins: in
     device = next(model.parameters()).device
     rec = torch.cat([bernoulli_log_likelihood(model.decode(z[sl].to(device)).cpu(), x[sl])
                      for sl in _batches(x.shape[0], 1000)])
-    kl_dims = kl_per_dim(mu, logvar)
+    kl_dims = kl_per_dimension(mu, logvar)
     return {"mig": mig(mu, factors, bins), "mig_sampled": mig(z, factors, bins), "mu": mu, "z": z,
             "kl_dims": kl_dims, "rate": float(kl_dims.sum()), "distortion": float(-rec.mean()),
             "active": int((kl_dims > active_threshold).sum())}

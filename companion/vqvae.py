@@ -6,13 +6,13 @@ Read top to bottom (smallest piece first, the nanoGPT order):
   Learning"): :func:`squared_distances` (the expanded ``||z||^2 - 2 z.e + ||e||^2`` form),
   :func:`nearest_code`, :func:`straight_through` (the straight-through estimator, Bengio et al. 2013),
   :func:`ema_update` (the codebook as an exponential moving average of cluster sums and counts: online k-means,
-  van den Oord et al. 2017 appendix A.1 / Razavi et al. 2019), and the diagnostics :func:`codebook_usage` and
-  :func:`perplexity`;
+  van den Oord et al. 2017 appendix A.1 / Razavi et al. 2019); the diagnostics ``codebook_usage`` and
+  ``perplexity`` live in ``companion.metrics``, the codebook and commitment terms in ``companion.losses``;
 * :class:`VectorQuantizer`, the layer: nearest code, straight-through gradient, codebook + commitment loss, an
   optional EMA codebook and dead-code reset;
 * :class:`VQVAE` (with :class:`VQVAEConfig`): a convolutional encoder from a 28x28 image to a 7x7 grid of code
   vectors and a transposed-convolution decoder back; :func:`vqvae_loss`, :func:`train_vqvae`,
-  :func:`evaluate_vqvae`;
+  :func:`evaluate_vqvae` and :func:`tokenize` (every image of a data set as its grid of code indices);
 * :class:`CodePrior` (with :class:`PriorConfig`): a tiny causal transformer over the 49 code indices of an image,
   read in raster order, with :meth:`CodePrior.sample`; :func:`prior_loss`, :func:`train_prior`;
 
@@ -32,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .losses import bernoulli_log_likelihood
+from .autoencoder import check_input, map_batches
+from .losses import bernoulli_log_likelihood, codebook_loss, commitment_loss
+from .metrics import codebook_usage, perplexity
 from .vit import MLP, MultiHeadAttention
 
 __all__ = [
@@ -41,17 +43,15 @@ __all__ = [
     "VQVAE",
     "VQVAEConfig",
     "VectorQuantizer",
-    "codebook_usage",
     "ema_update",
-    "encode_dataset",
     "evaluate_prior",
     "evaluate_vqvae",
     "nearest_code",
-    "perplexity",
     "prior_loss",
     "squared_distances",
     "straight_through",
     "train_prior",
+    "tokenize",
     "train_vqvae",
     "vqvae_loss",
 ]
@@ -82,6 +82,8 @@ def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
     if z.dim() != 2 or codebook.dim() != 2 or z.shape[1] != codebook.shape[1]:
         raise ValueError(f"squared_distances: need z [N, D] and codebook [K, D] with the same D, "
                          f"got z {_shape(z)} and codebook {_shape(codebook)}")
+    if z.dtype != codebook.dtype:
+        raise TypeError(f"squared_distances: z is {z.dtype} but the codebook is {codebook.dtype}")
     z_sq = z.pow(2).sum(dim=1, keepdim=True)  # [N, 1]
     e_sq = codebook.pow(2).sum(dim=1)[None, :]  # [1, K]
     return z_sq - 2.0 * (z @ codebook.t()) + e_sq  # [N, 1] - [N, K] + [1, K] -> [N, K]
@@ -110,40 +112,6 @@ def straight_through(z: Tensor, z_q: Tensor) -> Tensor:
     if z.shape != z_q.shape:
         raise ValueError(f"straight_through: z {_shape(z)} and z_q {_shape(z_q)} must have the same shape")
     return z + (z_q - z).detach()
-
-
-def codebook_usage(indices: Tensor, num_codes: int) -> float:
-    """Fraction of the ``num_codes`` codes that occur at least once in ``indices`` (any shape, long).
-
-    1.0 means every code was chosen; a codebook with dead codes scores less. Introduced in chapter 12.
-    """
-    counts = _counts(indices, num_codes)
-    return float((counts > 0).float().mean())
-
-
-def perplexity(indices: Tensor, num_codes: int) -> float:
-    """``exp(H(p))`` of the average code usage ``p_k = (# of k in indices) / N``: the effective number of codes.
-
-    ``exp(-sum_k p_k log p_k)`` with ``0 log 0 = 0``. It is ``K'`` when ``K'`` codes are used equally often,
-    1 when one code takes everything, and never above ``num_codes``. Introduced in chapter 12.
-    """
-    counts = _counts(indices, num_codes).double()
-    p = counts / counts.sum()
-    entropy = -(p * torch.log(p.clamp_min(1e-300))).sum()  # 0 log 0 = 0: p = 0 makes the product 0
-    return float(entropy.exp())
-
-
-def _counts(indices: Tensor, num_codes: int) -> Tensor:
-    if num_codes < 1:
-        raise ValueError(f"num_codes must be >= 1, got {num_codes}")
-    if indices.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool):
-        raise ValueError(f"indices must be an integer tensor, got {indices.dtype} (shape {_shape(indices)})")
-    flat = indices.reshape(-1).long()
-    if flat.numel() == 0:
-        raise ValueError("indices is empty: usage and perplexity need at least one code index")
-    if int(flat.min()) < 0 or int(flat.max()) >= num_codes:
-        raise ValueError(f"indices must lie in [0, {num_codes}), got range [{int(flat.min())}, {int(flat.max())}]")
-    return torch.bincount(flat, minlength=num_codes)
 
 
 def ema_update(cluster_size: Tensor, embed_sum: Tensor, z: Tensor, indices: Tensor, decay: float,
@@ -247,14 +215,7 @@ class VectorQuantizer(nn.Module):
                 f"reset_dead={self.reset_dead}")
 
     def _check(self, z: Tensor) -> None:
-        if not isinstance(z, Tensor) or z.dim() != 4:
-            shape = _shape(z) if isinstance(z, Tensor) else type(z).__name__
-            raise ValueError(f"VectorQuantizer expects z [B, C, H, W], got {shape}")
-        if z.shape[1] != self.code_dim:
-            raise ValueError(f"VectorQuantizer: z {_shape(z)} has C = {z.shape[1]} channels but code_dim = "
-                             f"{self.code_dim} (codebook [K, D] = {_shape(self.codebook)})")
-        if not z.is_floating_point():
-            raise ValueError(f"VectorQuantizer: z {_shape(z)} must be floating point, got {z.dtype}")
+        check_input("VectorQuantizer", "z", z, (None, self.code_dim, None, None), like=self.codebook)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``z [B, D, H, W] -> (z_q [B, D, H, W], indices [B, H, W] long, loss scalar)``."""
@@ -264,11 +225,11 @@ class VectorQuantizer(nn.Module):
         with torch.no_grad():
             indices = nearest_code(z_flat.detach(), self.codebook.detach())  # [N]
         e = F.embedding(indices, self.codebook)  # [N, D]: the chosen codes (differentiable w.r.t. the codebook)
-        commitment = F.mse_loss(z_flat, e.detach())  # ||z - sg[e]||^2: trains the encoder
+        commitment = commitment_loss(z_flat, e)  # ||z - sg[e]||^2: trains the encoder
         if self.ema:
             loss = self.beta * commitment
         else:
-            loss = F.mse_loss(e, z_flat.detach()) + self.beta * commitment  # ||sg[z] - e||^2 trains the codes
+            loss = codebook_loss(z_flat, e) + self.beta * commitment  # ||sg[z] - e||^2 trains the codes
         z_q_flat = straight_through(z_flat, e)  # value e, gradient of z
         if self.training:
             with torch.no_grad():
@@ -306,6 +267,8 @@ class VectorQuantizer(nn.Module):
         """Codes for a grid of indices: ``[B, H, W]`` long -> ``[B, D, H, W]`` (what the decoder reads)."""
         if indices.dim() != 3:
             raise ValueError(f"lookup expects indices [B, H, W], got {_shape(indices)}")
+        if indices.is_floating_point() or indices.dtype == torch.bool:
+            raise TypeError(f"lookup: indices must be an integer tensor, got {indices.dtype}")
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_codes):
             raise ValueError(f"indices must lie in [0, {self.num_codes}), got range "
                              f"[{int(indices.min())}, {int(indices.max())}]")
@@ -392,10 +355,12 @@ class VQVAE(nn.Module):
             nn.ConvTranspose2d(h // 2, c.in_channels, 4, stride=2, padding=1),  # [B, 1, 28, 28] logits
         )
 
+    #: the grid of codes a 28x28 image becomes (two stride-2 convolutions: 28 -> 14 -> 7)
+    grid = (7, 7)
+
     def encode(self, x: Tensor) -> Tensor:
         """``x [B, 1, 28, 28] -> z_e [B, D, 7, 7]`` (continuous, before quantisation)."""
-        if x.dim() != 4 or x.shape[1:] != (self.config.in_channels, 28, 28):
-            raise ValueError(f"VQVAE expects images [B, {self.config.in_channels}, 28, 28], got {_shape(x)}")
+        check_input("VQVAE.encode", "x", x, (None, self.config.in_channels, 28, 28), like=self.quantizer.codebook)
         return self.encoder(x)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -412,6 +377,12 @@ class VQVAE(nn.Module):
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         """``indices [B, 7, 7] -> logits [B, 1, 28, 28]``: decode a grid of tokens (e.g. sampled by a prior)."""
+        if not isinstance(indices, Tensor) or indices.is_floating_point() or indices.dtype == torch.bool:
+            got = indices.dtype if isinstance(indices, Tensor) else type(indices).__name__
+            raise TypeError(f"VQVAE.decode_indices: indices must be an integer tensor [B, 7, 7], got {got}")
+        if indices.dim() != 3 or tuple(indices.shape[1:]) != self.grid:
+            raise ValueError(f"VQVAE.decode_indices: indices must be [B, {self.grid[0]}, {self.grid[1]}] (the grid "
+                             f"of a 28x28 image), got {_shape(indices)}")
         return self.decoder(self.quantizer.lookup(indices))
 
     @torch.no_grad()
@@ -486,15 +457,12 @@ def evaluate_vqvae(model: VQVAE, x: Tensor, batch_size: int = 500) -> dict[str, 
     return {"mse": sq / n, "bce": ce / n, "usage": codebook_usage(idx, K), "perplexity": perplexity(idx, K)}
 
 
-@torch.no_grad()
-def encode_dataset(model: VQVAE, x: Tensor, batch_size: int = 500) -> Tensor:
-    """Code indices of every image: ``x [N, 1, 28, 28] -> [N, 7, 7]`` long (the prior's training data)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = torch.cat([model.encode_indices(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    return out
+def tokenize(model: VQVAE, x: Tensor, batch_size: int = 500) -> Tensor:
+    """Every image as its grid of code indices: ``x [N, 1, 28, 28] -> [N, 7, 7]`` long (the prior's training data).
+
+    :meth:`VQVAE.encode_indices` in batches, in eval mode (the codebook is not touched). Introduced in chapter 12.
+    """
+    return map_batches(model, model.encode_indices, x, batch_size=batch_size)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .vae import traverse
+
 __all__ = ["LatentExplorer", "enable_colab_widgets", "latent_explorer", "to_png", "traversal_figure"]
 
 Decode = Callable[[Tensor], Tensor]
@@ -81,20 +83,13 @@ def traversal_figure(decode: Decode, base: Tensor, dims: Sequence[int], values: 
                      labels: Sequence[str] | None = None, title: str | None = None, padding: int = 2):
     """The static picture of the explorer: one row per dimension, the dimension swept over ``values``.
 
-    ``base [D]`` is the latent every other dimension stays at. The images are tiled into one picture on a
-    single axis (fast to draw); rows are labelled with ``labels`` (default ``z[d]``), columns with the values.
+    ``base [D]`` is the latent every other dimension stays at; the grid is ``companion.vae.traverse``'s. The images
+    are tiled into one picture on a single axis (fast to draw); rows are labelled with ``labels`` (default ``z[d]``), columns with the values.
     Returns a matplotlib ``Figure``; ``fig.axes[0].images[0].get_array()`` is the tiled ``[rows*, cols*]`` array.
     """
     import matplotlib.pyplot as plt
 
-    base = base.detach().flatten().float()
-    zs = []
-    for d in dims:
-        for v in values:
-            z = base.clone()
-            z[d] = float(v)
-            zs.append(z)
-    images = _decode_one(decode, torch.stack(zs)).detach().cpu().float()
+    images = traverse(decode, base.detach().flatten().float(), dims, values).flatten(0, 1).float()  # [R*T, ...]
     cells = [_as_hw(img) for img in images]  # uint8 [H, W] (or [H, W, 3])
     rows, cols = len(dims), len(values)
     h, w = cells[0].shape[:2]

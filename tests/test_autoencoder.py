@@ -4,12 +4,11 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from sklearn.decomposition import PCA as SkPCA
 from torch import nn
 
 from companion import autoencoder as ae
-from companion import ops
+from companion import losses, ops
 
 
 def _rand(*shape, seed=0):
@@ -96,7 +95,7 @@ def test_pca_error_is_the_sum_of_discarded_variances():
     pca = ae.PCA().fit(x)
     n = x.shape[0]
     for k in [1, 4, 9]:
-        err = ae.mse_per_image(pca.reconstruct(x, k), x).mean()
+        err = losses.mse_per_image(pca.reconstruct(x, k), x).mean()
         assert torch.isclose(err, pca.all_variances_[k:].sum() * (n - 1) / n, rtol=1e-4)
     assert torch.allclose(pca.reconstruct(x, 10), x, atol=1e-5)  # all components: exact
     assert torch.allclose(ae.pca_reconstruct(x, 4), pca.reconstruct(x, 4), atol=1e-4)
@@ -122,27 +121,17 @@ def test_subspace_overlap_limits():
 def test_linear_autoencoder_approaches_pca():
     x = _randn(300, 10, seed=6) * torch.linspace(3, 0.1, 10)
     pca = ae.PCA().fit(x)
-    pca_err = ae.mse_per_image(pca.reconstruct(x, 3), x).mean().item()
+    pca_err = losses.mse_per_image(pca.reconstruct(x, 3), x).mean().item()
     torch.manual_seed(0)
     m = ae.LinearAutoencoder(10, 3)
     ae.train_autoencoder(m, x, steps=400, batch_size=300, lr=0.02, loss="mse", progress=False)
     with torch.no_grad():
-        err = ae.mse_per_image(m(x), x).mean().item()
+        err = losses.mse_per_image(m(x), x).mean().item()
     assert pca_err * (1 - 1e-3) <= err < 1.05 * pca_err  # Eckart-Young: never better; Baldi-Hornik: reaches it
     assert ae.subspace_overlap(m.decoder.weight.detach(), pca.components_[:3]) > 0.95
 
 
 # ----------------------------------------------------------------------------- losses and noise
-
-
-def test_losses_match_pytorch():
-    logits, x = _randn(4, 1, 28, 28), _rand(4, 1, 28, 28, seed=1)
-    ref = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
-    assert torch.allclose(ae.bce_per_image(logits, x), ref, rtol=1e-5)
-    ref = F.mse_loss(torch.sigmoid(logits), x, reduction="none").sum((1, 2, 3))
-    assert torch.allclose(ae.mse_per_image(torch.sigmoid(logits), x), ref, rtol=1e-5)
-    with pytest.raises(ValueError):
-        ae.mse_per_image(logits, x[:, :, :5])
 
 
 def test_add_noise_kinds():
@@ -175,10 +164,10 @@ def test_denoising_loss_uses_clean_target():
     m = ae.ConvAutoencoder(ae.AEConfig.tiny())
     x = _rand(4, 1, 28, 28)
     plain = ae.denoising_loss(m, x, "masking", 0.0)
-    assert torch.isclose(plain, ae.bce_per_image(m(x), x).mean())
+    assert torch.isclose(plain, losses.bce_per_image(m(x), x).mean())
     noisy = ae.denoising_loss(m, x, "masking", 0.5, torch.Generator().manual_seed(0))
     x_t = ae.add_noise(x, "masking", 0.5, torch.Generator().manual_seed(0))
-    assert torch.isclose(noisy, ae.bce_per_image(m(x_t), x).mean())
+    assert torch.isclose(noisy, losses.bce_per_image(m(x_t), x).mean())
 
 
 # ----------------------------------------------------------------------------- training and latent space
@@ -230,22 +219,47 @@ def test_encode_decode_dataset_batches():
     assert torch.allclose(ae.decode_images(m, z, batch_size=2), torch.sigmoid(m.decode(z)), atol=1e-6)
 
 
-def test_sample_scores():
-    class Fixed(nn.Module):  # classifies by the brightest of 10 pixel columns
-        def forward(self, x):
-            return 50 * x.reshape(x.shape[0], -1)[:, :10]
+# ----------------------------------------------------------------------------- batched passes, bad inputs
 
-    imgs = torch.zeros(20, 1, 28, 28)
-    for i in range(20):
-        imgs[i, 0, 0, i % 10] = 1.0
-    s = ae.classifier_scores(Fixed(), imgs)
-    assert torch.equal(s["counts"], torch.full((10,), 2))
-    assert math.isclose(s["class_entropy"], math.log(10), rel_tol=1e-6) and s["confidence"] > 0.99
-    one = ae.classifier_scores(Fixed(), imgs[:1])
-    assert one["class_entropy"] == 0.0
-    d = ae.nearest_distance(imgs[:3], imgs, batch_size=2)
-    assert torch.allclose(d, torch.zeros(3), atol=1e-3)
-    d = ae.nearest_distance(torch.zeros(2, 1, 28, 28), imgs[:5])
-    assert torch.allclose(d, torch.ones(2))
-    ev = ae.evaluate_samples(imgs, Fixed(), imgs)
-    assert ev["nn_rmse"] < 1e-3 and set(ev) == {"confidence", "class_entropy", "nn_rmse"}
+
+def test_map_batches_matches_one_pass_and_restores_the_mode():
+    torch.manual_seed(0)
+    m = ae.ConvAutoencoder(ae.AEConfig.tiny()).train()
+    x = _rand(7, 1, 28, 28)
+    assert torch.equal(ae.map_batches(m, m.encode, x, batch_size=3), torch.cat([m.encode(x[:3]), m.encode(x[3:6]),
+                                                                                m.encode(x[6:])]).detach())
+    assert m.training  # given back as found
+    both = ae.map_batches(m, lambda xb, yb: (xb.sum((1, 2, 3)), yb * 2), x, torch.arange(7), batch_size=2)
+    assert torch.equal(both[1], torch.arange(7) * 2) and both[0].shape == (7,)
+    assert torch.equal(ae.map_batches(m, lambda xb, yb: xb[:, 0, 0, 0] + (yb is None), x, None), x[:, 0, 0, 0] + 1)
+    assert ae.as_images(torch.utils.data.TensorDataset(x, torch.zeros(7))) is x
+    assert ae.model_device(nn.Identity()) == torch.device("cpu")
+    with pytest.raises(TypeError, match="TensorDataset"):
+        ae.as_images([x])
+
+
+_AE = ae.ConvAutoencoder(ae.AEConfig.tiny())
+_LIN = ae.LinearAutoencoder(784, 4)
+_PCA = ae.PCA(3).fit(torch.rand(10, 784, generator=torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: _AE.encode(torch.rand(2, 3, 28, 28)), ValueError, r"x must be \[B, 1, 28, 28\], got \[2, 3, 28, 28\]"),
+    (lambda: _AE.encode(torch.rand(1, 28, 28)), ValueError, r"got \[1, 28, 28\]"),
+    (lambda: _AE.encode(torch.rand(2, 1, 32, 32)), ValueError, r"x must be \[B, 1, 28, 28\]"),
+    (lambda: _AE.encode(torch.rand(2, 1, 28, 28, dtype=torch.float64)), TypeError, "float64.*float32"),
+    (lambda: _AE.encode(torch.zeros(2, 1, 28, 28, dtype=torch.uint8)), TypeError, "floating-point.*uint8"),
+    (lambda: _AE.encode([[0.0]]), TypeError, "x must be a tensor"),
+    (lambda: _AE.decode(torch.rand(2, 7)), ValueError, r"z must be \[B, 8\], got \[2, 7\]"),
+    (lambda: _AE.decode(torch.rand(8)), ValueError, r"z must be \[B, 8\]"),
+    (lambda: _AE(torch.rand(2, 2, 28, 28)), ValueError, "ConvAutoencoder.encode: x"),
+    (lambda: _LIN(torch.rand(2, 1, 27, 27)), ValueError, r"x \(flattened\) must be \[B, 784\], got \[2, 729\]"),
+    (lambda: _LIN.decode(torch.rand(2, 5)), ValueError, r"z must be \[B, 4\], got \[2, 5\]"),
+    (lambda: _LIN(torch.rand(2, 784, dtype=torch.float64)), TypeError, "float64"),
+    (lambda: _PCA.encode(torch.rand(2, 780)), ValueError, "780 features.*fitted to 784"),
+    (lambda: ae.add_noise([0.5]), TypeError, "add_noise: x must be a floating-point tensor"),
+    (lambda: ae.mask_pixels(torch.zeros(2, 3, dtype=torch.long), 0.5), TypeError, "int64"),
+])
+def test_conv_autoencoder_rejects_bad_inputs_at_the_door(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

@@ -99,23 +99,6 @@ def test_mlp_num_params_and_matched_mlp():
         cnn.matched_mlp(100, hidden_layers=0)
 
 
-def test_confusion_matrix_matches_sklearn():
-    from sklearn.metrics import confusion_matrix
-
-    g = torch.Generator().manual_seed(0)
-    y, p = torch.randint(0, 10, (500,), generator=g), torch.randint(0, 10, (500,), generator=g)
-    c = cnn.confusion_matrix(p, y)
-    assert c.dtype == torch.int64 and c.sum() == 500
-    assert (c.numpy() == confusion_matrix(y.numpy(), p.numpy(), labels=list(range(10)))).all()
-    with pytest.raises(ValueError, match="0..9"):
-        cnn.confusion_matrix(torch.tensor([10]), torch.tensor([0]))
-    with pytest.raises(ValueError, match=r"\[N\]"):
-        cnn.confusion_matrix(torch.zeros(2, 2), torch.zeros(2, 2))
-
-
-# ----------------------------------------------------------------------------- receptive fields
-
-
 def test_receptive_field_closed_forms():
     assert cnn.receptive_field([]) == []
     assert [r for r, _, _ in cnn.receptive_field([(3, 1, 1)] * 5)] == [3, 5, 7, 9, 11]  # 2n + 1

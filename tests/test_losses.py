@@ -114,3 +114,42 @@ def test_gaussian_kl_mc_converges_to_the_closed_form():
     assert torch.equal(losses.gaussian_kl_mc(zero, zero, 3), torch.zeros(2, dtype=torch.float64))  # q = p exactly
     with pytest.raises(ValueError, match="n_samples"):
         losses.gaussian_kl_mc(mu, logvar, 0)
+
+
+# ----------------------------------------------------------------------------- reconstruction, ELBO, VQ terms
+
+
+def test_reconstruction_losses_match_pytorch():
+    logits, x = _randn(4, 1, 28, 28), torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1),
+                                                 dtype=torch.float64)
+    ref = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
+    torch.testing.assert_close(losses.bce_per_image(logits, x), ref)
+    ref = F.mse_loss(torch.sigmoid(logits), x, reduction="none").sum((1, 2, 3))
+    torch.testing.assert_close(losses.mse_per_image(torch.sigmoid(logits), x), ref)
+    with pytest.raises(ValueError, match="shapes must match"):
+        losses.mse_per_image(logits, x[:, :, :5])
+
+
+def test_bernoulli_elbo_is_log_likelihood_minus_beta_kl():
+    logits, mu, logvar = _randn(3, 1, 4, 4, seed=1), _randn(3, 5, seed=2), _randn(3, 5, seed=3)
+    x = (torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(4)) < 0.5).double()
+    rec = Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3))
+    kl = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(1)
+    torch.testing.assert_close(losses.bernoulli_elbo(logits, x, mu, logvar), rec - kl)
+    torch.testing.assert_close(losses.bernoulli_elbo(logits, x, mu, logvar, beta=4.0), rec - 4.0 * kl)
+
+
+def test_vq_terms_have_the_value_of_the_squared_distance_and_stop_gradients():
+    z = _randn(6, 3, seed=5).requires_grad_(True)
+    e = _randn(6, 3, seed=6).requires_grad_(True)
+    ref = (z - e).pow(2).mean()
+    book, commit = losses.codebook_loss(z, e), losses.commitment_loss(z, e)
+    torch.testing.assert_close(book, ref)
+    torch.testing.assert_close(commit, ref)
+    (gz_book, ge_book) = torch.autograd.grad(book, (z, e), allow_unused=True)
+    (gz_commit, ge_commit) = torch.autograd.grad(commit, (z, e), allow_unused=True)
+    assert gz_book is None and ge_commit is None  # sg[z] in the codebook term, sg[e] in the commitment term
+    torch.testing.assert_close(ge_book, 2 * (e - z).detach() / z.numel())
+    torch.testing.assert_close(gz_commit, 2 * (z - e).detach() / z.numel())
+    with pytest.raises(ValueError, match="shapes must match"):
+        losses.commitment_loss(z, e[:, :2])

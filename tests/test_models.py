@@ -20,7 +20,7 @@ PARTS = {
     "companion.vit": {"MLP", "Block"},
     "companion.autoencoder": {"ConvEncoder", "ConvDecoder"},
     "companion.vae": {"Encoder", "Decoder"},
-    "companion.vae_variants": {"Encoder", "Decoder", "ConvEncoder", "ConvDecoder"},
+    "companion.vae_variants": {"CondEncoder", "CondDecoder", "CondConvEncoder", "CondConvDecoder"},
     "companion.vqvae": {"ResBlock", "CausalBlock"},
 }
 MODULES = sorted({m for m, _ in models.WHERE.values()})

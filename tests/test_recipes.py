@@ -127,7 +127,7 @@ def test_shipped_vqvae_reconstructs_and_uses_its_codebook(held_out):
 
 
 def test_shipped_prior_models_the_codes(held_out):
-    codes = vqvae.encode_dataset(hub.load_model("vqvae_mnist"), held_out[0])
+    codes = vqvae.tokenize(hub.load_model("vqvae_mnist"), held_out[0])
     r = vqvae.evaluate_prior(hub.load_model("vqvae_prior_mnist"), codes)
     card = hub.card("vqvae_prior_mnist")["metrics"]
     assert r["bits_per_image"] <= min(190.0, card["test_bits_per_image"] + 6), r

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.distributions import Bernoulli, Independent, Normal
+from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from companion import losses, vae
 
@@ -239,9 +239,13 @@ def test_activity_active_units_and_kl_per_dimension():
     torch.testing.assert_close(a, mu.var(0))
     assert a[1] == 0 and a[3] == 0 and (a[[0, 2]] > 1e-2).all()
     assert vae.active_units(model, x) == 2
-    kl_d = vae.kl_per_dimension(model, torch.utils.data.TensorDataset(x, torch.zeros(64)))
+    kl_d = vae.kl_per_dimension(*vae.encode_means(model, torch.utils.data.TensorDataset(x, torch.zeros(64))))
     assert kl_d[1] == 0 and kl_d[3] == 0
     torch.testing.assert_close(kl_d.sum(), losses.gaussian_kl(mu, logvar).mean())
+    ref = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(torch.zeros_like(mu), torch.ones_like(mu))).mean(0)
+    torch.testing.assert_close(kl_d, ref)
+    with pytest.raises(ValueError, match=r"\[B, D\]"):
+        vae.kl_per_dimension(mu, logvar[:, :3])
 
 
 def test_latent_space_helpers():
@@ -265,8 +269,13 @@ def test_latent_space_helpers():
         model.encoder.head.bias[2:] = -60.0
     assert vae.posterior_pixel_std(model, _binary(2), n_samples=8)[1].max() < 1e-6
     trav = vae.traverse(model.decode_mean, torch.zeros(2), dims=[0, 1], values=[-1.0, 0.0, 1.0])
-    assert trav.shape == (6, 1, 28, 28)
-    torch.testing.assert_close(trav[1], trav[4])  # both are z = 0
+    assert trav.shape == (2, 3, 1, 28, 28)  # [dims, values, C, H, W]
+    torch.testing.assert_close(trav[0, 1], trav[1, 1])  # both are z = 0
+    torch.testing.assert_close(trav[1, 2], model.decode_mean(torch.tensor([[0.0, 1.0]]))[0])
+    codes = vae.traversal_codes(torch.tensor([0.5, -0.5]), dims=[1], values=[2.0, 3.0])
+    torch.testing.assert_close(codes, torch.tensor([[0.5, 2.0], [0.5, 3.0]]))
+    with pytest.raises(ValueError, match="out of range"):
+        vae.traverse(model.decode_mean, torch.zeros(2), dims=[2], values=[0.0])
 
 
 def test_score_function_and_reparameterisation_are_unbiased_with_different_variance():
@@ -293,3 +302,28 @@ def test_train_vae_polyak_averaging():
     assert (trained[0.9] - trained[None]).abs().max() > 1e-3  # a real average lags behind it
     with pytest.raises(ValueError, match="ema"):
         vae.train_vae(vae.VAE(vae.VAEConfig.tiny()), x, epochs=1, ema=1.5, progress=False)
+
+
+_MLP = vae.VAE(vae.VAEConfig.tiny())  # 2 latents, 28x28 images
+_CONV = vae.VAE(vae.VAEConfig(latent_dim=4, hidden=(8, 16), arch="conv"))
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [
+    (lambda: _MLP.decode(torch.zeros(3, 5)), ValueError, r"VAE.decode: z must be \[B, 2\], got \[3, 5\]"),
+    (lambda: _MLP.decode(torch.zeros(2)), ValueError, r"z must be \[B, 2\], got \[2\]"),
+    (lambda: _MLP.decode(torch.zeros(3, 2, dtype=torch.float64)), TypeError, "float64"),
+    (lambda: _MLP.decode(torch.zeros(3, 2, dtype=torch.long)), TypeError, "floating-point"),
+    (lambda: _MLP.encode(torch.zeros(3, 784)), ValueError, r"VAE.encode: x must be \[B, 1, 28, 28\], got \[3, 784\]"),
+    (lambda: _MLP.encode(torch.zeros(3, 3, 28, 28)), ValueError, r"got \[3, 3, 28, 28\]"),
+    (lambda: _MLP.elbo(torch.zeros(3, 1, 32, 32)), ValueError, r"x must be \[B, 1, 28, 28\]"),
+    (lambda: _MLP(torch.zeros(3, 1, 28, 28, dtype=torch.float64)), TypeError, "float64"),
+    (lambda: _CONV.decode(torch.zeros(3, 2)), ValueError, r"z must be \[B, 4\]"),
+    (lambda: _CONV.encode(torch.zeros(3, 1, 27, 27)), ValueError, r"x must be \[B, 1, 28, 28\]"),
+    (lambda: vae.iwae_nll(_MLP, torch.zeros(2, 1, 28, 28), k=0), ValueError, "k must be >= 1"),
+    (lambda: vae.kl_per_dimension([0.0], torch.zeros(2, 2)), TypeError, "tensors"),
+    (lambda: vae.latent_grid(_MLP, n=3, dims=(0, 5)), ValueError, "two different dimensions in 0..1"),
+])
+def test_vae_rejects_bad_inputs_at_the_door(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+

@@ -52,21 +52,6 @@ def test_straight_through_value_and_gradients():
         vqvae.straight_through(_randn(2, 3), _randn(3, 2))
 
 
-def test_usage_and_perplexity_closed_forms():
-    assert vqvae.codebook_usage(torch.arange(8), 8) == 1.0
-    assert vqvae.codebook_usage(torch.tensor([1, 1, 3]), 8) == 0.25
-    assert vqvae.perplexity(torch.arange(16).repeat(5), 16) == pytest.approx(16.0)
-    assert vqvae.perplexity(torch.full((2, 7, 7), 4), 10) == pytest.approx(1.0)
-    p = torch.tensor([0.5, 0.25, 0.25])
-    assert vqvae.perplexity(torch.tensor([0, 0, 1, 2]), 99) == pytest.approx(math.exp(-(p * p.log()).sum().item()))
-    for bad, match in [(torch.tensor([0.0, 1.0]), "integer"), (torch.tensor([0, 8]), r"\[0, 8\)"),
-                       (torch.tensor([-1, 2]), r"\[0, 8\)"), (torch.zeros(0, dtype=torch.long), "empty")]:
-        with pytest.raises(ValueError, match=match):
-            vqvae.perplexity(bad, 8)
-    with pytest.raises(ValueError, match="num_codes"):
-        vqvae.codebook_usage(torch.tensor([0]), 0)
-
-
 def test_ema_update_is_a_smoothed_running_mean():
     K, D = 4, 3
     size, total = torch.ones(K), _randn(K, D)
@@ -197,14 +182,34 @@ def test_dead_codes_are_reset_to_batch_vectors(ema):
     assert int(no_reset.resets) == 0
 
 
-@pytest.mark.parametrize(("z", "match"), [
-    (torch.zeros(2, 5, 3, 3), r"z \[2, 5, 3, 3\] has C = 5 channels but code_dim = 4"),
-    (torch.zeros(2, 4, 3), r"expects z \[B, C, H, W\], got \[2, 4, 3\]"),
-    (torch.zeros(2, 4, 3, 3, dtype=torch.long), "floating point"),
+@pytest.mark.parametrize(("z", "error", "match"), [
+    (torch.zeros(2, 5, 3, 3), ValueError, r"z must be \[B, 4, \*, \*\], got \[2, 5, 3, 3\]"),
+    (torch.zeros(2, 4, 3), ValueError, r"z must be \[B, 4, \*, \*\], got \[2, 4, 3\]"),
+    (torch.zeros(2, 4, 3, 3, dtype=torch.long), TypeError, "floating-point"),
+    (torch.zeros(2, 4, 3, 3, dtype=torch.float64), TypeError, "float64 but the model's parameters are torch.float32"),
+    ([[0.0]], TypeError, "z must be a tensor"),
 ])
-def test_quantizer_rejects_bad_inputs(z, match):
-    with pytest.raises(ValueError, match=match):
+def test_quantizer_rejects_bad_inputs(z, error, match):
+    with pytest.raises(error, match=match):
         vqvae.VectorQuantizer(8, 4)(z)
+
+
+_VQ = vqvae.VQVAE(vqvae.VQVAEConfig.tiny(num_codes=16, hidden=16))
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [
+    (lambda: _VQ.decode_indices(torch.zeros(2, 6, 6, dtype=torch.long)), ValueError, r"\[B, 7, 7\].*got \[2, 6, 6\]"),
+    (lambda: _VQ.decode_indices(torch.zeros(2, 49, dtype=torch.long)), ValueError, r"got \[2, 49\]"),
+    (lambda: _VQ.decode_indices(torch.zeros(2, 7, 7)), TypeError, "integer tensor"),
+    (lambda: _VQ.decode_indices(torch.full((1, 7, 7), 16)), ValueError, r"\[0, 16\)"),
+    (lambda: _VQ.encode(torch.zeros(2, 1, 32, 32)), ValueError, r"x must be \[B, 1, 28, 28\]"),
+    (lambda: _VQ(torch.zeros(2, 1, 28, 28, dtype=torch.float64)), TypeError, "float64"),
+    (lambda: _VQ.quantizer.lookup(torch.zeros(1, 7, 7)), TypeError, "integer tensor"),
+    (lambda: vqvae.nearest_code(torch.rand(3, 4, dtype=torch.float64), torch.rand(5, 4)), TypeError, "float64"),
+])
+def test_vqvae_rejects_bad_inputs_at_the_door(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [(dict(num_codes=0), "num_codes"), (dict(beta=-1.0), "beta"),
@@ -255,7 +260,8 @@ def test_vqvae_trains_a_few_steps():
     assert {"recon", "vq", "usage", "perplexity"} <= set(history.train[0])
     metrics = vqvae.evaluate_vqvae(model, x[:10])
     assert set(metrics) == {"mse", "bce", "usage", "perplexity"} and 0 < metrics["usage"] <= 1
-    assert vqvae.encode_dataset(model, x[:10]).shape == (10, 7, 7)
+    tokens = vqvae.tokenize(model, x[:10], batch_size=3)
+    assert tokens.shape == (10, 7, 7) and torch.equal(tokens, model.encode_indices(x[:10]))
 
 
 # ----------------------------------------------------------------------------- the prior

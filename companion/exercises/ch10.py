@@ -91,7 +91,7 @@ def check_log_mean_exp(fn: Callable[..., torch.Tensor]) -> str:
     return f"stable log-mean-exp on 5 inputs (k = 1 to 5000, weights near -100 and -1000); bound at k = 5000 = {yours[0].item():.2f}"
 
 
-@exercise("10.4", "The ELBO of a Bernoulli decoder", reference=vae.bernoulli_elbo)
+@exercise("10.4", "The ELBO of a Bernoulli decoder", reference=losses.bernoulli_elbo)
 def check_bernoulli_elbo(fn: Callable[..., torch.Tensor]) -> str:
     g = torch.Generator().manual_seed(0)
     worst = 0.0
@@ -110,5 +110,5 @@ def check_bernoulli_elbo(fn: Callable[..., torch.Tensor]) -> str:
     x = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])  # one wrong pixel: log p = -60 (about)
     z0 = torch.zeros(1, 2)
     expect_close("a confident decoder with logits +-60 (use softplus, not log(sigmoid))", fn(logits, x, z0, z0, 1.0),
-                 vae.bernoulli_elbo(logits, x, z0, z0, 1.0), atol=1e-3)
+                 losses.bernoulli_elbo(logits, x, z0, z0, 1.0), atol=1e-3)
     return f"matches torch.distributions on 4 batches (beta = 0, 0.8, 1, 4) and logits of +-60, max error {worst:.1e}"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import torch
 
+from .. import metrics
 from .. import vae_variants as vv
 from . import exercise, expect_close
 
@@ -25,7 +26,7 @@ def _pairwise_auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return float(((diff > 0).double() + 0.5 * (diff == 0).double()).mean())
 
 
-@exercise("11.1", "AUROC from ranks (Mann–Whitney U)", reference=vv.auroc)
+@exercise("11.1", "AUROC from ranks (Mann–Whitney U)", reference=metrics.auroc)
 def check_auroc(fn: Callable[..., float]) -> str:
     g = torch.Generator().manual_seed(111)
     labels = (torch.rand(200, generator=g) < 0.25).long()
@@ -39,7 +40,7 @@ def check_auroc(fn: Callable[..., float]) -> str:
     ]
     found = []
     for name, s, y in cases:
-        expected = vv.auroc(s, y)
+        expected = metrics.auroc(s, y)
         assert abs(expected - _pairwise_auroc(s.double(), y)) < 1e-12  # the reference agrees with the definition
         yours = fn(s.clone(), y.clone())
         expect_close(f"AUROC for {name}", yours, expected, atol=1e-9, rtol=0.0)
@@ -48,7 +49,7 @@ def check_auroc(fn: Callable[..., float]) -> str:
             f"and a single positive ({found[5]:.3f})")
 
 
-@exercise("11.2", "discrete mutual information", reference=vv.mutual_information)
+@exercise("11.2", "discrete mutual information", reference=metrics.mutual_information)
 def check_mutual_information(fn: Callable[..., float]) -> str:
     g = torch.Generator().manual_seed(112)
     a = torch.randint(0, 6, (3000,), generator=g)
@@ -67,7 +68,7 @@ def check_mutual_information(fn: Callable[..., float]) -> str:
     found = []
     for name, u, v in cases:
         yours = fn(u.clone(), v.clone())
-        expect_close(f"I(a; b) for {name}", yours, vv.mutual_information(u, v), atol=1e-9, rtol=1e-9)
+        expect_close(f"I(a; b) for {name}", yours, metrics.mutual_information(u, v), atol=1e-9, rtol=1e-9)
         found.append(float(yours))
     return (f"7 cases match: I(a; a) = H(a) = {found[2]:.4f} nats, a noisy copy {found[0]:.4f}, "
             f"independent {found[1]:.4f}, a constant 0")
@@ -77,9 +78,9 @@ def check_mutual_information(fn: Callable[..., float]) -> str:
 def check_cvae_elbo(fn: Callable[..., torch.Tensor]) -> str:
     g = torch.Generator().manual_seed(113)
     cases = [
-        ("8x8 images, 4 classes, latent 3, batch 6", vv.VAEConfig.tiny(num_classes=4), 6),
-        ("28x28 images, 10 classes, latent 5, batch 3", vv.VAEConfig(latent_dim=5, hidden=(32,), num_classes=10), 3),
-        ("a batch of one, 2 classes", vv.VAEConfig(image_size=6, latent_dim=2, hidden=(8, 8), num_classes=2), 1),
+        ("8x8 images, 4 classes, latent 3, batch 6", vv.CondVAEConfig.tiny(num_classes=4), 6),
+        ("28x28 images, 10 classes, latent 5, batch 3", vv.CondVAEConfig(latent_dim=5, hidden=(32,), num_classes=10), 3),
+        ("a batch of one, 2 classes", vv.CondVAEConfig(image_size=6, latent_dim=2, hidden=(8, 8), num_classes=2), 1),
     ]
     worst = 0.0
     for name, cfg, b in cases:

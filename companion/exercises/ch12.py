@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from companion import vqvae
+from companion import metrics, vqvae
 from companion.exercises import exercise, expect_close
 
 
@@ -89,7 +89,7 @@ def check_ema_update(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.T
     return "running counts, sums and Laplace-smoothed means match on 3 cases; with decay 0 each code is its cluster mean"
 
 
-@exercise("12.4", "Perplexity of code usage", reference=vqvae.perplexity)
+@exercise("12.4", "Perplexity of code usage", reference=metrics.perplexity)
 def check_perplexity(fn: Callable[..., float]) -> str:
     uniform = torch.arange(64).repeat(3)  # every one of 64 codes three times
     value = fn(uniform, 64)
@@ -101,6 +101,6 @@ def check_perplexity(fn: Callable[..., float]) -> str:
     h = -(0.6 * math.log(0.6) + 0.3 * math.log(0.3) + 0.1 * math.log(0.1))
     expect_close("p = (0.6, 0.3, 0.1)", fn(skewed, 4), math.exp(h), atol=1e-6, rtol=1e-6)
     grid = torch.randint(0, 32, (8, 7, 7), generator=torch.Generator().manual_seed(0))  # [B, H, W] indices
-    expect_close("random [8, 7, 7] grid of indices, K = 32", fn(grid, 32), vqvae.perplexity(grid, 32),
+    expect_close("random [8, 7, 7] grid of indices, K = 32", fn(grid, 32), metrics.perplexity(grid, 32),
                  atol=1e-6, rtol=1e-6)
     return f"uniform over 64 codes gives {float(value):.3f}, one code 1, two codes 2, a skewed p exp(H) = {math.exp(h):.3f}"

@@ -91,7 +91,7 @@ def train_vae_mnist(profile: Profile) -> tuple[vae_lib.VAE, dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------- cvae_mnist
 
 #: The configuration of ``cvae_mnist``: an MLP CVAE (512, 256) with 2 latents and a one-hot digit label.
-CVAE_CONFIG = vv.VAEConfig(image_size=28, channels=1, latent_dim=2, hidden=(512, 256), num_classes=10)
+CVAE_CONFIG = vv.CondVAEConfig(image_size=28, channels=1, latent_dim=2, hidden=(512, 256), num_classes=10)
 #: Epochs and training images per profile of ``cvae_mnist`` (``None`` = the whole training split).
 CVAE_SCHEDULE = {"ci": {"epochs": 1, "n_train": 1000}, "cpu": {"epochs": 20, "n_train": None},
                  "gpu": {"epochs": 20, "n_train": None}}
@@ -132,7 +132,7 @@ def train_cvae_mnist(profile: Profile) -> tuple[vv.CVAE, dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------- betavae_shapes
 
 #: The convolutional β-VAE of chapter 11's experiment: 32x32 shapes, 10 latents, ~134k parameters.
-SHAPES_CONFIG = vv.VAEConfig(image_size=32, channels=1, latent_dim=10, hidden=(32, 32, 32, 64), arch="conv")
+SHAPES_CONFIG = vv.CondVAEConfig(image_size=32, channels=1, latent_dim=10, hidden=(32, 32, 32, 64), arch="conv")
 #: The values of β compared in the experiment (one model each, all in checkpoint ``betavae_shapes``).
 SHAPES_BETAS = (1.0, 4.0, 16.0)
 #: Training images and optimiser steps per model of ``betavae_shapes`` per profile.

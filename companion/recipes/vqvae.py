@@ -16,9 +16,9 @@ from ..vqvae import (
     CodePrior,
     PriorConfig,
     VQVAEConfig,
-    encode_dataset,
     evaluate_prior,
     evaluate_vqvae,
+    tokenize,
     train_prior,
     train_vqvae,
 )
@@ -81,7 +81,7 @@ def train_vqvae_prior_mnist(profile: Profile) -> tuple[CodePrior, dict[str, Any]
     vq = load_shipped("vqvae_mnist", build_vqvae_mnist)
     vq_sha = shipped_sha256("vqvae_mnist")
     train, test, desc = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
-    train_idx, test_idx = encode_dataset(vq, train.tensors[0]), encode_dataset(vq, test.tensors[0])
+    train_idx, test_idx = tokenize(vq, train.tensors[0]), tokenize(vq, test.tensors[0])
     steps = PRIOR_STEPS[profile.name]
     model = build_vqvae_prior_mnist()
     history = train_prior(model, train_idx, steps=steps, batch_size=BATCH, lr=1e-3, seed=profile.seed,
