@@ -42,7 +42,7 @@ test: lint
 
 # Convenience (not part of set-up): JupyterLab from the pinned environment, opened on the chapters.
 lab: venv
-	$(BIN)/jupyter lab $(LAB_ARGS) chapters
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) chapters
 
 clean:
 	rm -rf _build

@@ -124,6 +124,7 @@ def _farm(site_packages: Path, into: Path) -> Path:
     return into
 
 
+@pytest.mark.slow
 def test_install_from_git_like_colab(tmp_path):
     """Slow (tens of seconds) but included: install the package the way the Colab cell does — from a git URL of
     this repository, with its dependencies — into a fresh venv that already has torch (as Colab does), then
@@ -312,6 +313,7 @@ class Crawl:
         self.failed: list[str] = []
         self.errors: list[str] = []
         self.inflight: dict[str, str] = {}
+        self.seen: set[str] = set()
         self.loaded = False
 
     def _pump(self, seconds: float) -> None:
@@ -325,9 +327,12 @@ class Crawl:
             except queue.Empty:
                 continue
             m, p = ev.get("method"), ev.get("params", {})
+            if m.startswith("Network.") and m != "Network.requestWillBeSent" and p.get("requestId") not in self.seen:
+                continue  # a late event of the previous page's requests
             if m == "Network.requestWillBeSent":
                 self.requests.append(p["request"]["url"])
                 self.inflight[p["requestId"]] = p["request"]["url"]
+                self.seen.add(p["requestId"])
             elif m == "Network.responseReceived" and p["response"]["status"] >= 400:
                 self.failed.append(f"{p['response']['status']} {p['response']['url']}")
             elif m == "Network.loadingFailed":
@@ -367,6 +372,7 @@ class Crawl:
 
     def visit(self, url: str, shot: Path) -> dict:
         self.requests, self.failed, self.errors, self.inflight, self.loaded = [], [], [], {}, False
+        self.seen: set[str] = set()
         self.b.send("Page.navigate", {"url": url}, session=self.s)
         end = time.monotonic() + 60
         while not self.loaded and time.monotonic() < end:
