@@ -282,6 +282,9 @@ COLLECT = r"""
     sliders: document.querySelectorAll('.widget-slider input, .widget-hslider, .jupyter-widgets .slider').length,
     widgetImages: [...document.querySelectorAll('.jupyter-widgets img, img.widget-image')].filter(i => i.naturalWidth > 0).length,
     widgetCount: widgets.length,
+    staticExplorer: [...document.querySelectorAll('div.cell')]
+      .filter(c => { const i = c.querySelector('.cell_input'); return i && /latent_explorer\([^]*static\s*=\s*True/.test(i.textContent); })
+      .map(c => [...c.querySelectorAll('.cell_output img')].filter(i => i.naturalWidth > 0).length),
     wideOutputs: [...document.querySelectorAll('.cell_output pre, .output pre')]
                    .filter(p => p.scrollWidth > p.clientWidth + 2).map(p => p.textContent.slice(0, 80)),
     pageWidth: document.documentElement.scrollWidth,
@@ -479,8 +482,8 @@ def check_latent_explorer_renders_from_saved_state(site):
     assert p["widgetState"] and p["widgetViews"] > 0
     assert p["sliders"] >= 2, "the latent explorer should render as sliders"
     assert p["widgetImages"] >= 1, "the latent explorer should show its decoded image from the saved state"
-    static = [i for i in p["imgs"] if i["output"]]
-    assert len(static) >= 2, "the explorer's static traversal figure (fallback) is missing"
+    assert p["staticExplorer"] and all(n >= 1 for n in p["staticExplorer"]), \
+        f"the explorer's static traversal figure (the fallback) is missing: {p['staticExplorer']}"
 
 
 def check_colab_button_and_badge_point_at_the_notebook(site):
