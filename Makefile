@@ -1,6 +1,7 @@
 # GenerateVision — two commands do all set-up on a fresh machine:
 #   make book   # create .venv, install, execute every chapter (PROFILE=ci by default), render _build/html/
-#   make test   # create .venv, install, lint, unit tests, execute chapters (papermill) + nbval, build the site
+#   make test   # create .venv, install, lint, unit tests, execute chapters (papermill) + nbval, build the site,
+#               # then check the built pages in headless Chromium (skipped when there is none)
 # Both are idempotent: the second run skips the install (a stamp keyed on requirements.txt + pyproject.toml).
 
 PYTHON ?= python3.11
@@ -8,9 +9,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PROFILE ?= ci
 JOBS   ?= 2
+LAB_ARGS ?=
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: book test venv lint clean
+.PHONY: book test venv lint lab clean
 
 venv: $(STAMP)
 
@@ -36,6 +38,11 @@ lint: venv
 test: lint
 	COURSE_PROFILE=ci $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax tests chapters
 	$(BIN)/python tools/course.py build
+	COURSE_SITE_TEST=1 $(BIN)/python -m pytest -q -rs tests/test_site.py -k browser
+
+# Convenience (not part of set-up): JupyterLab from the pinned environment, opened on the chapters.
+lab: venv
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) chapters
 
 clean:
 	rm -rf _build

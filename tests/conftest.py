@@ -4,6 +4,10 @@ import pytest
 import torch
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes tens of seconds, still part of every run")
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Unit tests use tiny shapes: a thread pool only adds latency (a lot of it on a busy machine)."""

@@ -229,12 +229,49 @@ def solution_page(path: Path) -> str:
         fn_src = ast.get_source_segment(source, funcs[name])
         label = "sol-" + ex_id.replace(".", "-")
         out += [f"({label})=", f"## Exercise {ex_id} · {ex.title}", "",
-                f"Back to the exercise in [the chapter](../chapters/{path.stem}.ipynb).", "",
+                f"[Back to exercise {ex_id}](#{exercise_label(ex_id)}) in the chapter.", "",
                 "```python", fn_src, "```", ""]
     return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------- the site
+
+REMOTE_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+LOCAL_BADGE = "../book/_static/colab-badge.svg"  # from _build/src/chapters/: the site serves its own copy
+EXERCISE_HEADING_RE = re.compile(r"^(#+ Exercise (\d\d\.\d+)\b)", re.M)
+
+
+def exercise_label(ex_id: str) -> str:
+    """The anchor of exercise ``ex_id`` in its chapter page (solutions link back to it)."""
+    return "ex-" + ex_id.replace(".", "-")
+
+
+def prepare_page(executed: Path, dest: Path) -> None:
+    """Copy an executed chapter into the site source, ready to render.
+
+    The notebook keeps everything; only the page changes: papermill's injected-parameters cell is tagged
+    ``remove-cell`` (the chapter's own parameters cell stays), the Colab badge image is the site's local copy
+    (the link still opens the notebook in Colab), and every ``Exercise NN.M`` heading gets the label
+    ``ex-NN-M`` that its solution links back to.
+    """
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    labelled = {m for c in nb.cells if c.cell_type == "markdown" for m in re.findall(r"^\((ex-[\w-]+)\)=", c.source, re.M)}
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", []) if cell.cell_type == "code" else cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if cell.cell_type == "markdown":
+            src = cell.source.replace(REMOTE_BADGE, LOCAL_BADGE)
+
+            def label(m: re.Match) -> str:
+                name = exercise_label(m.group(2))
+                return m.group(1) if name in labelled else f"\n({name})=\n{m.group(1)}"
+
+            cell.source = EXERCISE_HEADING_RE.sub(label, src)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest)
 
 
 def platform_line() -> str:
@@ -252,18 +289,111 @@ def platform_line() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, Python {platform.python_version()}"
 
 
+def _metric_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):  # a small group of numbers (e.g. one per factor): inline
+        return ", ".join(f"{k} {_metric_value(x)}" for k, x in v.items())
+    return str(v)
+
+
+def _metric_rows(metrics: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """``(name, value)`` rows of a card's metrics: nested groups flattened to ``group · name``; a group of plain
+    numbers below the top level stays on one row."""
+    rows = []
+    for k, v in metrics.items():
+        name = f"{prefix} · {k}" if prefix else k
+        if isinstance(v, dict) and (not prefix or any(isinstance(x, dict) for x in v.values())):
+            rows += _metric_rows(v, name)
+        else:
+            rows.append((name, _metric_value(v)))
+    return rows
+
+
+def _metrics_table(metrics: dict) -> list[str]:
+    """A card's metrics as a MyST list-table: one column per group when the card holds parallel groups
+    (e.g. one per beta), else metric | value."""
+    groups = list(metrics.values())
+    parallel = len(groups) > 1 and all(isinstance(g, dict) for g in groups) and \
+        all(list(g) == list(groups[0]) for g in groups)
+    lines = ["```{list-table}", ":header-rows: 1", ":class: checkpoint-metrics", ""]
+    if parallel:
+        lines += ["* - metric", *[f"  - {g}" for g in metrics]]
+        for key in groups[0]:
+            lines += [f"* - {key}", *[f"  - {_metric_value(g[key])}" for g in groups]]
+    else:
+        lines += ["* - metric", "  - value"]
+        for k, v in _metric_rows(metrics):
+            lines += [f"* - {k}", f"  - {v}"]
+    return [*lines, "```"]
+
+
+def metrics_summary(metrics: dict, limit: int = 3) -> str:
+    """A card's headline metrics on one short line: its first scalar metrics, or per group its first one."""
+    scalars = [(k, v) for k, v in metrics.items() if not isinstance(v, dict)]
+    if scalars:
+        return ", ".join(f"{k} = {_metric_value(v)}" for k, v in scalars[:limit])
+    parts = []
+    for group, v in metrics.items():
+        first = next(((k, x) for k, x in v.items() if not isinstance(x, dict)), None)
+        if first:
+            parts.append(f"{group}: {first[0]} = {_metric_value(first[1])}")
+    return "; ".join(parts)
+
+
+def checkpoint_label(name: str) -> str:
+    """The anchor of a checkpoint's details on the checkpoints page."""
+    return "ckpt-" + name.replace("_", "-")
+
+
+def checkpoint_cards() -> list[dict]:
+    """The cards of every shipped checkpoint, found through ``companion.hub`` (wherever the files live)."""
+    sys.path.insert(0, str(ROOT))
+    from companion import hub
+
+    cards = []
+    for name in hub.available():
+        weights, card_path = hub.paths(name)
+        if card_path.is_file():
+            c = dict(hub.card(name))
+            c.setdefault("name", name)
+            c["_folder"] = weights.parent
+            cards.append(c)
+    return cards
+
+
 def checkpoint_table() -> str:
-    """Markdown table of the shipped checkpoints' cards (for book/checkpoints.md)."""
-    rows = ["| checkpoint | chapter | data | steps | profile | metrics | hardware | torch | sha256 |",
-            "|---|---|---|---:|---|---|---|---|---|"]
-    for card_path in sorted((ROOT / "companion" / "weights").glob("*.json")):
-        c = json.loads(card_path.read_text())
-        metrics = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in c["metrics"].items())
-        rows.append(f"| `{c['name']}` | {c.get('chapter', '')} | {c['data']} | {c['steps']} | {c['profile']} | "
-                    f"{metrics} | {c['hardware']} | {c['torch_version']} | `{c['sha256'][:12]}…` |")
-    if len(rows) == 2:
-        rows.append("| (none shipped yet) | | | | | | | | |")
-    return "\n".join(rows)
+    """Markdown for book/checkpoints.md: a summary table of the shipped checkpoints, then each card in full."""
+    cards = checkpoint_cards()
+    if not cards:
+        return "(none shipped yet)"
+    folder = cards[0]["_folder"]
+    try:
+        folder = folder.relative_to(ROOT).as_posix()
+    except ValueError:
+        folder = folder.as_posix()
+    out = [f"The files live in `{folder}/`.", "",
+           "| checkpoint | chapter | parameters | steps | profile | headline metrics |",
+           "|---|---|---:|---:|---|---|"]
+    for c in cards:
+        params = f"{c['parameters']:,}" if isinstance(c.get("parameters"), int) else ""
+        out.append(f"| [`{c['name']}`](#{checkpoint_label(c['name'])}) | {c.get('chapter', '')} | {params} | {c['steps']:,} | "
+                   f"{c['profile']} | {metrics_summary(c['metrics'])} |")
+    out += ["", "## Each checkpoint", ""]
+    for c in cards:
+        size = f"{c['bytes'] / 1e6:.1f} MB" if isinstance(c.get("bytes"), int) else ""
+        facts = [f"chapter {c['chapter']}" if c.get("chapter") else "", f"profile `{c['profile']}`",
+                 f"{c['steps']:,} steps", f"{c['parameters']:,} parameters" if c.get("parameters") else "", size]
+        out += [f"({checkpoint_label(c['name'])})=", f"### `{c['name']}`", "", c.get("description", ""), "",
+                "- " + " · ".join(f for f in facts if f),
+                f"- **data:** {c['data']}",
+                f"- **trained on:** {c['hardware']}, torch {c['torch_version']}"
+                + (f", {c['created']}" if c.get("created") else ""),
+                f"- **sha256:** `{c['sha256']}`"]
+        if c.get("retrain"):
+            out.append(f"- **retrain:** `{c['retrain']}`")
+        out += ["", *_metrics_table(c["metrics"]), ""]
+    return "\n".join(out)
 
 
 def merged_bibliography() -> str:
@@ -291,7 +421,7 @@ def assemble() -> None:
     (SRC / "book" / "references.bib").write_text(merged_bibliography())
     (SRC / "chapters").mkdir(parents=True)
     for p in chapter_paths():
-        shutil.copy2(EXECUTED / p.name, SRC / "chapters" / p.name)
+        prepare_page(EXECUTED / p.name, SRC / "chapters" / p.name)
     with open(SRC / "book" / "checkpoints.md", "a") as f:
         f.write("\n" + checkpoint_table() + "\n")
     with open(SRC / "book" / "performance.md", "a") as f:
@@ -314,7 +444,32 @@ def build() -> None:
     if res.returncode != 0:
         print(log[-6000:])
         raise SystemExit(f"jupyter-book build failed (exit {res.returncode}); full log: _build/book-build.log")
+    dedupe_inline_scripts(BUILD / "html")
     print(f"site built: {BUILD / 'html' / 'index.html'}")
+
+
+def dedupe_inline_scripts(html_dir: Path) -> None:
+    """Drop repeated identical inline ``<script>`` lines from each page's head.
+
+    Jupyter Book 1 registers some extensions' inline configuration twice (``const THEBE_JS_URL = ...`` among
+    them), and a repeated ``const`` is a script error in the reader's console.
+    """
+    for page in html_dir.rglob("*.html"):
+        text = page.read_text()
+        head, sep, body = text.partition("</head>")
+        if not sep:
+            continue
+        seen, lines = set(), []
+        for line in head.split("\n"):
+            key = line.strip()
+            if key.startswith("<script>") and key.endswith("</script>"):
+                if key in seen:
+                    continue
+                seen.add(key)
+            lines.append(line)
+        new = "\n".join(lines) + sep + body
+        if new != text:
+            page.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:
