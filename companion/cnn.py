@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import IntPair, _check_images, _pair
 from .mlp import MLP
 from .ops import conv_output_size
 
@@ -49,17 +50,6 @@ __all__ = [
     "train_hub_lenet",
 ]
 
-IntPair = int | Sequence[int]
-
-
-def _pair(value: IntPair, name: str) -> tuple[int, int]:
-    """``3`` or ``(3, 5)`` → ``(h, w)``, with a clear error for anything else."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value, value
-    values = tuple(value)
-    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return values  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,9 +390,8 @@ class LeNet(nn.Module):
         ]))
 
     def _check(self, x: Tensor) -> None:
-        c, s = self.config.in_channels, self.config.image_size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
-            raise ValueError(f"LeNet expects images [B, {c}, {s}, {s}], got shape {tuple(x.shape)}")
+        s = self.config.image_size
+        _check_images("LeNet", x, self.config.in_channels, (s, s))
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
@@ -478,6 +467,8 @@ class ShallowCNN(nn.Module):
         self.fc = nn.Linear(cfg.channels * (side // cfg.pool) ** 2, cfg.num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        s = self.config.image_size
+        _check_images("ShallowCNN", x, self.config.in_channels, (s, s))
         h = self.pool(torch.relu(self.conv(x)))  # [B, channels, side/pool, side/pool]
         return self.fc(h.flatten(1))  # [B, K]
 

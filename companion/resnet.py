@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import _check_images
 from .layers import BatchNorm2d
 from .optim import lambda_schedule, warmup_cosine
 
@@ -391,7 +392,8 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def features(self, x: Tensor) -> Tensor:
-        """``[B, C, H, W] -> [B, C_last]``: everything before the classifier."""
+        """``[B, C, H, W] -> [B, C_last]``: everything before the classifier (any H, W: global pooling)."""
+        _check_images("ResNet", x, self.config.in_channels)
         h = self.stages(self.stem(x))  # [B, C_last, H / 4, W / 4]
         return h.mean(dim=(2, 3))  # global average pooling
 
