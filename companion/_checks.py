@@ -55,7 +55,7 @@ def _check_images(fn: str, x: object, channels: int | None = None, size: tuple[i
     c = "C" if channels is None else str(channels)
     h, w = ("H", "W") if size is None else size
     expected = f"[B, {c}, {h}, {w}]"
-    x = _check_tensor(fn, x, name, f"a tensor {expected}")
+    x = _check_tensor(fn, x, name, f"a torch.Tensor {expected}")
     if x.ndim != 4:
         raise ValueError(f"{fn}: {name} must be a batch of images {expected}, got shape {_shape(x)}")
     if channels is not None and x.shape[1] != channels:
