@@ -340,11 +340,7 @@ class MultiHeadAttention(nn.Module):
             n_prefix: leading tokens (a CLS token) that are not rotated.
             return_attention: also return the attention weights ``[B, h, T, T]``.
         """
-        _check_tensor("MultiHeadAttention", x, "x", f"a tensor [B, T, {self.dim}]")
-        if x.ndim != 3 or x.shape[-1] != self.dim:
-            raise ValueError(f"MultiHeadAttention(dim={self.dim}): x must be tokens [B, T, {self.dim}], "
-                             f"got shape {_shape(x)}")
-        _check_float("MultiHeadAttention", x)
+        self._check(x)  # floating-point tokens [B, T, D]
         B, T, D = x.shape
         qkv = self.qkv(x).reshape(B, T, 3, self.heads, self.head_dim)  # [B, T, 3, h, d]
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, h, T, d]
@@ -358,6 +354,14 @@ class MultiHeadAttention(nn.Module):
             out = ops.scaled_dot_product_attention(q, k, v, attn_mask)  # [B, h, T, d]
         out = self.proj(out.transpose(1, 2).reshape(B, T, D))  # concatenate heads: [B, T, h, d] -> [B, T, D]
         return (out, attn) if return_attention else out
+
+    def _check(self, x: Tensor) -> None:
+        """Refuse anything but floating-point tokens ``[B, T, dim]``, naming the expected and the given shape."""
+        _check_tensor("MultiHeadAttention", x, "x", f"a tensor [B, T, {self.dim}]")
+        if x.ndim != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"MultiHeadAttention(dim={self.dim}): x must be tokens [B, T, {self.dim}], "
+                             f"got shape {_shape(x)}")
+        _check_float("MultiHeadAttention", x)
 
     @torch.no_grad()
     def load_torch(self, mha: nn.MultiheadAttention) -> MultiHeadAttention:

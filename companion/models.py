@@ -22,7 +22,7 @@ WHERE: dict[str, tuple[str, str]] = {
     "Bottleneck": ("companion.resnet", "07"),
     "ResNet": ("companion.resnet", "07"),
     "PatchEmbedding": ("companion.vit", "08"),
-    "MultiHeadAttention": ("companion.vit", "08"),
+    "MultiHeadAttention": ("companion.layers", "08"),
     "ViT": ("companion.vit", "08"),
     "LinearAutoencoder": ("companion.autoencoder", "09"),
     "ConvAutoencoder": ("companion.autoencoder", "09"),
