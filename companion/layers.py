@@ -50,12 +50,12 @@ __all__ = [
 
 def _batch_statistics(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-channel mean and biased variance of ``x [B, C, H, W]`` over (B, H, W): ``([C], [C])``."""
-    return x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), correction=0)
+    return x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), correction=0)  # divide by m, not m - 1
 
 
 def _normalise(x: Tensor, mean: Tensor, var: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> Tensor:
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` with the per-channel ``[C]`` vectors broadcast over x."""
-    x_hat = (x - mean[None, :, None, None]) * torch.rsqrt(var + eps)[None, :, None, None]
+    x_hat = (x - mean[None, :, None, None]) * torch.rsqrt(var + eps)[None, :, None, None]  # [B, C, H, W]
     return x_hat * gamma[None, :, None, None] + beta[None, :, None, None]
 
 
