@@ -312,7 +312,7 @@ class LeNetConfig:
     S4 subsampling → 16@5x5, C5 (a 5x5 convolution on a 5x5 map, i.e. fully connected) → 120, F6 → 84,
     output → 10. Padding MNIST's 28x28 by 2 gives the same map sizes. The 1998 net used a scaled tanh,
     trainable average subsampling and an RBF output layer; ``tanh`` + ``avg`` is the closest plain version,
-    ``relu`` + ``max`` the modern one.
+    ``relu`` + ``max`` the modern one. Introduced in chapter 04.
     """
 
     in_channels: int = 1
@@ -428,7 +428,7 @@ class LeNet(nn.Module):
 class ShallowCNNConfig:
     """One convolution (``channels`` filters of ``kernel_size``², stride ``stride``, padding ``kernel_size // 2``),
     ReLU, max-pool by ``pool``, then a linear classifier. Defaults: 32 filters of 5x5 with stride 2
-    (→ 32@14x14), pool 2 (→ 32@7x7), linear → 10: 16,522 parameters."""
+    (→ 32@14x14), pool 2 (→ 32@7x7), linear → 10: 16,522 parameters. Introduced in chapter 04."""
 
     in_channels: int = 1
     image_size: int = 28

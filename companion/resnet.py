@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import _check_images
+from .augment import ShiftedDataset
 from .layers import BatchNorm2d
 from .optim import lambda_schedule, warmup_cosine
 
@@ -610,24 +611,5 @@ def train_hub_resnet(profile: str = "cpu") -> tuple[ResNet, dict[str, Any]]:
     return model, info
 
 
-class _ShiftedDataset(torch.utils.data.Dataset):
-    """A dataset of ``(x, y)`` whose images are translated by a random whole-pixel offset (zero fill) each time.
-
-    Deterministic: the offset of item ``i`` at its ``k``-th visit depends only on ``(seed, i, k)``.
-    """
-
-    def __init__(self, base: Any, max_shift: int, seed: int = 0) -> None:
-        self.x, self.y = base.tensors
-        self.max_shift, self.seed = max_shift, seed
-        self.visits = torch.zeros(len(self.y), dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        s = self.max_shift
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(i) * 7919 + int(self.visits[i]))
-        self.visits[i] += 1
-        dy, dx = torch.randint(-s, s + 1, (2,), generator=g).tolist()
-        img = F.pad(self.x[i], (s, s, s, s))[:, s - dy: s - dy + self.x.shape[-2], s - dx: s - dx + self.x.shape[-1]]
-        return img, self.y[i]
+#: The recipe's shifted training set: one home for image shifts, ``companion.augment``.
+_ShiftedDataset = ShiftedDataset

@@ -74,6 +74,8 @@ class VGGConfig:
         head: ``"flatten"`` (a linear layer on the whole last feature map, as in VGG: the classifier sees every
             position) or ``"gap"`` (global average pooling first, as in NiN/ResNet: the classifier only knows
             what one unit's receptive field contains, wherever it is).
+
+    Introduced in chapter 05.
     """
 
     stages: tuple[int, ...] = (2, 2)
