@@ -32,14 +32,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import _checks
+
 __all__ = [
     "affine_matrix",
     "affine_theta",
     "bilinear_sample",
     "elastic_distortion",
+    "ShiftedDataset",
     "random_affine",
     "random_crop",
     "random_shift",
+    "random_shift_crop",
     "shift",
     "warp_affine",
 ]
@@ -53,14 +57,8 @@ Number = float | int | Tensor
 
 
 def _check_images(x: Tensor, who: str) -> tuple[int, int, int, int]:
-    """``x`` must be a floating-point ``[B, C, H, W]`` tensor with a non-empty image."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{who}: x must be a torch.Tensor [B, C, H, W], got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"{who}: x must be a batch [B, C, H, W], got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{who}: x must be floating point (convert uint8 images with x.float() / 255), got {x.dtype}")
-    b, c, h, w = x.shape
+    """``x`` must be a floating-point ``[B, C, H, W]`` tensor with a non-empty image; returns its shape."""
+    b, c, h, w = _checks._check_images(who, x).shape
     if h < 1 or w < 1:
         raise ValueError(f"{who}: empty images, shape {tuple(x.shape)}")
     return b, c, h, w
@@ -295,16 +293,20 @@ def shift(x: Tensor, dx: int | Tensor, dy: int | Tensor) -> Tensor:
 
     Args:
         x: ``[B, C, H, W]``.
-        dx, dy: ints (same shift for all images) or int tensors ``[B]`` (one shift per image).
+        dx, dy: ints (same shift for all images) or int tensors ``[B]`` (one shift per image), each
+            smaller than the image in absolute value.
 
     Returns:
         ``[B, C, H, W]``.
 
-    Introduced in chapter 06.
+    Introduced in chapter 02 (an MLP's accuracy under shifts), the augmentation of chapter 06.
     """
     b, c, h, w = _check_images(x, "shift")
     dxs, dys = _per_image_shift(dx, "dx", b), _per_image_shift(dy, "dy", b)
-    pad = int(max(dxs.abs().max(), dys.abs().max()))
+    if b and (int(dxs.abs().max()) >= w or int(dys.abs().max()) >= h):
+        raise ValueError(f"shift: a shift of (dx, dy) up to ({int(dxs.abs().max())}, {int(dys.abs().max())}) "
+                         f"moves a {h}x{w} image entirely out of frame")
+    pad = int(max(dxs.abs().max(), dys.abs().max())) if b else 0
     if pad == 0:
         return x.clone()
     padded = F.pad(x, (pad, pad, pad, pad))  # [B, C, H + 2p, W + 2p]
@@ -316,22 +318,78 @@ def shift(x: Tensor, dx: int | Tensor, dy: int | Tensor) -> Tensor:
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+def _check_max_shift(x: Tensor, max_shift: int, who: str) -> tuple[int, int]:
+    """``(B, max_shift)`` after checking ``max_shift`` is a whole number of pixels that keeps the image in frame."""
+    b, _, h, w = _check_images(x, who)
+    if int(max_shift) != max_shift or max_shift < 0:
+        raise ValueError(f"{who}: max_shift must be a whole number of pixels >= 0, got {max_shift}")
+    if max_shift >= min(h, w):
+        raise ValueError(f"{who}: max_shift={int(max_shift)} would move a {h}x{w} image out of frame")
+    return b, int(max_shift)
+
+
 def random_shift(x: Tensor, max_shift: int, generator: torch.Generator | None = None) -> Tensor:
     """Shift each image by a random whole number of pixels in ``[-max_shift, max_shift]`` along each axis.
 
-    Equivalent to padding by ``max_shift`` zeros and taking a random ``H x W`` crop.
+    Equivalent to padding by ``max_shift`` zeros and taking a random ``H x W`` crop. The draws: ``dx [B]``
+    first, then ``dy [B]``, each ``~ U{-s..s}`` on the CPU from ``generator``. (:func:`random_shift_crop` has the
+    same distribution but draws the crop corner instead, so the same seed gives other shifts.)
 
-    Introduced in chapter 06.
+    Shapes: ``[B, C, H, W] -> [B, C, H, W]``. Introduced in chapter 06.
     """
-    b, _, h, w = _check_images(x, "random_shift")
-    if int(max_shift) != max_shift or max_shift < 0:
-        raise ValueError(f"random_shift: max_shift must be a whole number of pixels >= 0, got {max_shift}")
-    max_shift = int(max_shift)
-    if max_shift >= min(h, w):
-        raise ValueError(f"random_shift: max_shift={max_shift} would move a {h}x{w} image out of frame")
-    dx = torch.randint(-max_shift, max_shift + 1, (b,), generator=generator)
-    dy = torch.randint(-max_shift, max_shift + 1, (b,), generator=generator)
+    b, s = _check_max_shift(x, max_shift, "random_shift")
+    dx = torch.randint(-s, s + 1, (b,), generator=generator)
+    dy = torch.randint(-s, s + 1, (b,), generator=generator)
     return shift(x, dx, dy)
+
+
+def random_shift_crop(x: Tensor, max_shift: int, generator: torch.Generator | None = None) -> Tensor:
+    """:func:`random_shift` drawn as a random crop: pad by ``s = max_shift``, crop at a random corner.
+
+    The corner ``(top, left) ~ U{0..2s}^2`` is drawn as one ``[2, B]`` tensor on the CPU (rows first), and
+    the image moves by ``dy = s - top``, ``dx = s - left``. The distribution is that of :func:`random_shift`;
+    the draws from a given seed differ. This is the order of chapter 08's ViT training and of the shipped
+    ``vit_mnist`` recipe (kept so they stay reproducible). ``max_shift=0`` returns ``x`` itself.
+
+    Shapes: ``[B, C, H, W] -> [B, C, H, W]``. Introduced in chapter 08.
+    """
+    b, s = _check_max_shift(x, max_shift, "random_shift_crop")
+    if s == 0:
+        return x
+    corner = torch.randint(0, 2 * s + 1, (2, b), generator=generator)  # [2, B]: top, left
+    return shift(x, s - corner[1], s - corner[0])
+
+
+class ShiftedDataset(torch.utils.data.Dataset):
+    """A dataset of ``(x, y)`` whose images move by a fresh random whole-pixel shift (zero fill) at every visit.
+
+    Reproducible without a shared generator (so it works with any ``DataLoader`` order or worker count): the
+    shift ``(dy, dx) ~ U{-s..s}^2`` of item ``i`` at its ``k``-th visit is drawn from a generator seeded with
+    ``seed * 1_000_003 + i * 7919 + k``. Chapter 07's ResNet training (and the ``resnet_mnist`` recipe) use it.
+
+    Args:
+        base: a ``TensorDataset(x [N, C, H, W], y [N])``.
+        max_shift: s, whole pixels.
+        seed: seeds every draw.
+
+    Introduced in chapter 07.
+    """
+
+    def __init__(self, base: torch.utils.data.TensorDataset, max_shift: int, seed: int = 0) -> None:
+        self.x, self.y = base.tensors
+        _check_max_shift(self.x[:1], max_shift, "ShiftedDataset")
+        self.max_shift, self.seed = int(max_shift), seed
+        self.visits = torch.zeros(len(self.y), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        s = self.max_shift
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(i) * 7919 + int(self.visits[i]))
+        self.visits[i] += 1
+        dy, dx = torch.randint(-s, s + 1, (2,), generator=g).tolist()
+        return shift(self.x[i][None], dx, dy)[0], self.y[i]
 
 
 def random_crop(x: Tensor, size: int | tuple[int, int], padding: int = 0,

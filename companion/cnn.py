@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import IntPair, _check_images, _pair
 from .mlp import MLP
 from .ops import conv_output_size
 
@@ -44,17 +45,6 @@ __all__ = [
     "receptive_field_box",
 ]
 
-IntPair = int | Sequence[int]
-
-
-def _pair(value: IntPair, name: str) -> tuple[int, int]:
-    """``3`` or ``(3, 5)`` → ``(h, w)``, with a clear error for anything else."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value, value
-    values = tuple(value)
-    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return values  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,7 +294,7 @@ class LeNetConfig:
     S4 subsampling → 16@5x5, C5 (a 5x5 convolution on a 5x5 map, i.e. fully connected) → 120, F6 → 84,
     output → 10. Padding MNIST's 28x28 by 2 gives the same map sizes. The 1998 net used a scaled tanh,
     trainable average subsampling and an RBF output layer; ``tanh`` + ``avg`` is the closest plain version,
-    ``relu`` + ``max`` the modern one.
+    ``relu`` + ``max`` the modern one. Introduced in chapter 04.
     """
 
     in_channels: int = 1
@@ -382,9 +372,8 @@ class LeNet(nn.Module):
         ]))
 
     def _check(self, x: Tensor) -> None:
-        c, s = self.config.in_channels, self.config.image_size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
-            raise ValueError(f"LeNet expects images [B, {c}, {s}, {s}], got shape {tuple(x.shape)}")
+        s = self.config.image_size
+        _check_images("LeNet", x, self.config.in_channels, (s, s))
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
@@ -421,7 +410,7 @@ class LeNet(nn.Module):
 class ShallowCNNConfig:
     """One convolution (``channels`` filters of ``kernel_size``², stride ``stride``, padding ``kernel_size // 2``),
     ReLU, max-pool by ``pool``, then a linear classifier. Defaults: 32 filters of 5x5 with stride 2
-    (→ 32@14x14), pool 2 (→ 32@7x7), linear → 10: 16,522 parameters."""
+    (→ 32@14x14), pool 2 (→ 32@7x7), linear → 10: 16,522 parameters. Introduced in chapter 04."""
 
     in_channels: int = 1
     image_size: int = 28
@@ -460,6 +449,8 @@ class ShallowCNN(nn.Module):
         self.fc = nn.Linear(cfg.channels * (side // cfg.pool) ** 2, cfg.num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        s = self.config.image_size
+        _check_images("ShallowCNN", x, self.config.in_channels, (s, s))
         h = self.pool(torch.relu(self.conv(x)))  # [B, channels, side/pool, side/pool]
         return self.fc(h.flatten(1))  # [B, K]
 

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._checks import IntPair, _pair
+
 __all__ = [
     "benchmark",
     "connectivity",
@@ -44,17 +46,6 @@ __all__ = [
     "weight_grad_2d",
 ]
 
-IntPair = int | Sequence[int]
-
-
-def _pair(value: IntPair, name: str, minimum: int) -> tuple[int, int]:
-    """``3`` -> ``(3, 3)``; ``(3, 5)`` stays; checks every entry is an int >= ``minimum``."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return pair  # type: ignore[return-value]
 
 
 def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._checks import _check_tensor, _shape
+
 __all__ = [
     "LUMA_WEIGHTS",
     "PRIMARIES",
@@ -73,19 +75,9 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 
 
-def _shape(t: Tensor) -> str:
-    return str(list(t.shape))
-
-
-def _check_tensor(fn: str, img: object) -> Tensor:
-    if not isinstance(img, Tensor):
-        raise TypeError(f"{fn}: expected a torch.Tensor image, got {type(img).__name__}")
-    return img
-
-
 def _check_image(fn: str, img: Tensor, channels: int | None = None, float_only: bool = True) -> None:
     """An image is ``[C, H, W]`` or ``[N, C, H, W]``; optionally with exactly ``channels`` channels."""
-    _check_tensor(fn, img)
+    _check_tensor(fn, img, "img", "a torch.Tensor image [C, H, W] or [N, C, H, W]")
     if img.dim() not in (3, 4):
         raise ValueError(f"{fn}: expected an image [C, H, W] or a batch [N, C, H, W], got shape {_shape(img)}")
     if channels is not None and img.shape[-3] != channels:
@@ -130,7 +122,7 @@ def to_float(img: Tensor) -> Tensor:
 
     Introduced in chapter 01.
     """
-    _check_tensor("to_float", img)
+    _check_tensor("to_float", img, "img")
     if img.dtype != torch.uint8:
         raise ValueError(f"to_float: expected a uint8 image (values 0..255), got dtype {img.dtype} "
                          f"with shape {_shape(img)}")
@@ -157,7 +149,7 @@ def to_uint8(img: Tensor, clamp: bool = False) -> Tensor:
 
     Introduced in chapter 01.
     """
-    _check_tensor("to_uint8", img)
+    _check_tensor("to_uint8", img, "img")
     if not img.is_floating_point():
         raise ValueError(f"to_uint8: expected a floating-point image in [0, 1], got dtype {img.dtype} "
                          f"with shape {_shape(img)}")
@@ -176,7 +168,7 @@ def hwc_to_chw(img: Tensor) -> Tensor:
 
     A ``permute``: no copy, the result is a view with different strides. Introduced in chapter 01.
     """
-    _check_tensor("hwc_to_chw", img)
+    _check_tensor("hwc_to_chw", img, "img")
     if img.dim() not in (3, 4) or img.shape[-1] not in (1, 3, 4):
         raise ValueError(f"hwc_to_chw: expected [H, W, C] or [N, H, W, C] with C in (1, 3, 4), got {_shape(img)}")
     return img.movedim(-1, -3)
@@ -184,7 +176,7 @@ def hwc_to_chw(img: Tensor) -> Tensor:
 
 def chw_to_hwc(img: Tensor) -> Tensor:
     """``[C, H, W]`` → ``[H, W, C]`` (for ``plt.imshow``); also ``[N,C,H,W]`` → ``[N,H,W,C]``. Chapter 01."""
-    _check_tensor("chw_to_hwc", img)
+    _check_tensor("chw_to_hwc", img, "img")
     if img.dim() not in (3, 4) or img.shape[-3] not in (1, 3, 4):
         raise ValueError(f"chw_to_hwc: expected [C, H, W] or [N, C, H, W] with C in (1, 3, 4), got {_shape(img)}")
     return img.movedim(-3, -1)
@@ -629,7 +621,7 @@ _PAD_MODES = {"reflect": "reflect", "replicate": "replicate", "circular": "circu
 
 def _check_kernel(fn: str, img: Tensor, kernel: Tensor, padding: str) -> tuple[int, int]:
     _check_image(fn, img)
-    _check_tensor(fn, kernel)
+    _check_tensor(fn, kernel, "kernel")
     if kernel.dim() != 2:
         raise ValueError(f"{fn}: expected a 2-D kernel [kH, kW], got shape {_shape(kernel)}")
     kh, kw = kernel.shape

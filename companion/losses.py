@@ -1,6 +1,10 @@
-"""Likelihoods and divergences for latent-variable models: pure functions, one number per example.
+"""Losses as pure functions: classification (chapter 02), then likelihoods and divergences for latent-variable models.
 
-Every function reduces over all non-batch dimensions and returns shape ``[B]``, so an ELBO is
+The classification losses (``log_softmax``, ``softmax``, ``cross_entropy``, ``cross_entropy_grad``) take logits
+``[B, K]`` and integer labels ``[B]``; ``cross_entropy`` averages over the batch by default, like
+``F.cross_entropy``. Checked against PyTorch's own functions in ``tests/test_losses.py``.
+
+The likelihoods and divergences reduce over all non-batch dimensions and returns shape ``[B]``, so an ELBO is
 ``log_likelihood - kl`` per example and a batch loss is its mean. Introduced in chapter 10 (VAEs) and used again
 by chapters 11, 12 and 20. Checked against ``torch.distributions`` in ``tests/test_losses.py``.
 
@@ -21,6 +25,10 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "cross_entropy",
+    "cross_entropy_grad",
+    "log_softmax",
+    "softmax",
     "gaussian_kl",
     "gaussian_kl_between",
     "log_normal",
@@ -38,6 +46,123 @@ __all__ = [
 ]
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+# ----------------------------------------------------------------------------------------------
+# Classification: softmax, log-softmax, cross-entropy and its gradient (chapter 02)
+# ----------------------------------------------------------------------------------------------
+
+
+def log_softmax(z: Tensor, dim: int = -1) -> Tensor:
+    """Numerically stable log-softmax along ``dim``.
+
+    ``log softmax(z)_k = z_k - logsumexp(z) = (z_k - m) - log sum_j exp(z_j - m)`` with ``m = max_j z_j``.
+    Subtracting the maximum changes nothing mathematically (it cancels) but keeps every ``exp`` in
+    ``(0, 1]``: no overflow for ``z = 1000`` (``exp(1000) = inf`` in float32) and no ``log(0)``.
+
+    Args:
+        z: logits of any shape, e.g. ``[B, K]``; floating point.
+        dim: the class dimension.
+
+    Returns:
+        Log-probabilities, same shape as ``z``; ``exp`` of them sums to 1 along ``dim``.
+
+    Introduced in chapter 02.
+    """
+    if not z.is_floating_point():
+        raise TypeError(f"log_softmax needs floating-point logits, got dtype {z.dtype}")
+    m = z.amax(dim=dim, keepdim=True).detach()  # the shift is a constant: it cancels in the result
+    shifted = z - m
+    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
+
+
+def softmax(z: Tensor, dim: int = -1) -> Tensor:
+    """Numerically stable softmax along ``dim``: ``softmax(z)_k = exp(z_k - m) / sum_j exp(z_j - m)``.
+
+    Args:
+        z: logits of any shape, e.g. ``[B, K]``; floating point.
+        dim: the class dimension.
+
+    Returns:
+        Probabilities, same shape as ``z``, non-negative and summing to 1 along ``dim``.
+
+    Introduced in chapter 02.
+    """
+    if not z.is_floating_point():
+        raise TypeError(f"softmax needs floating-point logits, got dtype {z.dtype}")
+    e = (z - z.amax(dim=dim, keepdim=True).detach()).exp()
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def _check_logits_targets(logits: Tensor, targets: Tensor) -> None:
+    """Raise a ``ValueError`` naming the shapes unless ``logits [B, K]`` and ``targets [B]`` fit together."""
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be [B, K] (batch, classes), got shape {tuple(logits.shape)}")
+    if targets.ndim != 1 or targets.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"targets must be [B] class indices matching logits [B, K]: got logits {tuple(logits.shape)} "
+            f"and targets {tuple(targets.shape)}"
+        )
+    if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ValueError(f"targets must be integer class indices, got dtype {targets.dtype}")
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]):
+        raise ValueError(
+            f"targets must lie in 0..{logits.shape[1] - 1} for logits with K={logits.shape[1]} classes, "
+            f"got values in {int(targets.min())}..{int(targets.max())}"
+        )
+
+
+def cross_entropy(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of integer labels under ``softmax(logits)``, the same as ``F.cross_entropy``.
+
+    ``L = -(1/B) sum_i log softmax(z_i)_{y_i}``: the average negative log-likelihood the model gives the
+    true labels (Goodfellow et al. 2016, section 6.2.2.3).
+
+    Args:
+        logits: ``[B, K]`` unnormalised scores.
+        targets: ``[B]`` integer labels in ``0..K-1``.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per-example losses ``[B]``).
+
+    Raises:
+        ValueError: shapes that do not fit (``logits [B, K]`` vs ``targets [B']``), labels out of range,
+            or an unknown ``reduction``.
+
+    Introduced in chapter 02.
+    """
+    _check_logits_targets(logits, targets)
+    nll = -log_softmax(logits, dim=-1).gather(1, targets.long()[:, None])[:, 0]  # [B]
+    if reduction == "mean":
+        return nll.mean()
+    if reduction == "sum":
+        return nll.sum()
+    if reduction == "none":
+        return nll
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def cross_entropy_grad(logits: Tensor, targets: Tensor) -> Tensor:
+    """Gradient of the mean cross-entropy with respect to the logits: ``(softmax(z) - onehot(y)) / B``.
+
+    Derivation: for one example ``l = -z_y + log sum_j exp(z_j)``, so
+    ``dl/dz_k = -[k = y] + exp(z_k) / sum_j exp(z_j) = p_k - [k = y]``; the batch mean divides by ``B``.
+
+    Args:
+        logits: ``[B, K]``.
+        targets: ``[B]`` integer labels.
+
+    Returns:
+        ``[B, K]``, each row sums to 0 (probability mass moves from wrong classes to the right one).
+
+    Introduced in chapter 02.
+    """
+    _check_logits_targets(logits, targets)
+    onehot = torch.nn.functional.one_hot(targets.long(), logits.shape[1]).to(logits.dtype)  # [B, K]
+    return (softmax(logits, dim=-1) - onehot) / logits.shape[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Likelihoods and divergences, one number per example (chapters 10-12)
+# ----------------------------------------------------------------------------------------------
 
 
 def _per_example(t: Tensor) -> Tensor:

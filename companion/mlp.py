@@ -2,14 +2,15 @@
 
 Read top to bottom, smallest piece first (the nanoGPT order):
 
-* pure functions: :func:`softmax`, :func:`log_softmax` (log-sum-exp, stable for logits of 1000),
-  :func:`cross_entropy` (the negative log-likelihood of the labels, equal to ``F.cross_entropy``) and its
-  gradient :func:`cross_entropy_grad` (``(softmax(z) - onehot(y)) / B``);
+* the loss, in ``companion.losses`` (floor 1, shared by every classifier): ``softmax``, ``log_softmax``
+  (log-sum-exp, stable for logits of 1000), ``cross_entropy`` (equal to ``F.cross_entropy``) and its gradient
+  ``cross_entropy_grad`` (``(softmax(z) - onehot(y)) / B``);
 * :func:`mlp_forward_backward`: one forward *and* backward pass of a one-hidden-layer MLP written out by
   hand, the only backward pass in the course that is not left to autograd;
 * layers and models: :class:`Linear` (own parameters, Kaiming/LeCun initialisation), :class:`SoftmaxRegression`,
   :class:`MLP`;
-* the chapter's experiments: :func:`permute_pixels`, :func:`shift_images`, :func:`train_classifier`;
+* the chapter's experiments: :func:`permute_pixels` (shifts: ``companion.augment.shift``),
+  :func:`train_classifier`;
 
 Shapes: images ``[B, C, H, W]``, flattened images ``[B, D]`` with ``D = C*H*W``, logits ``[B, K]``, labels
 ``[B]`` (int64 in ``0..K-1``). Introduced in chapter 02.
@@ -25,131 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import _check_float, _check_tensor
+from .losses import cross_entropy, cross_entropy_grad
+
 __all__ = [
     "Linear",
     "MLP",
     "SoftmaxRegression",
-    "cross_entropy",
-    "cross_entropy_grad",
-    "log_softmax",
     "mlp_forward_backward",
     "permute_pixels",
-    "shift_images",
-    "softmax",
     "train_classifier",
 ]
-
-# ----------------------------------------------------------------------------------------------
-# Pure functions: softmax, log-softmax, cross-entropy and its gradient
-# ----------------------------------------------------------------------------------------------
-
-
-def log_softmax(z: Tensor, dim: int = -1) -> Tensor:
-    """Numerically stable log-softmax along ``dim``.
-
-    ``log softmax(z)_k = z_k - logsumexp(z) = (z_k - m) - log sum_j exp(z_j - m)`` with ``m = max_j z_j``.
-    Subtracting the maximum changes nothing mathematically (it cancels) but keeps every ``exp`` in
-    ``(0, 1]``: no overflow for ``z = 1000`` (``exp(1000) = inf`` in float32) and no ``log(0)``.
-
-    Args:
-        z: logits of any shape, e.g. ``[B, K]``; floating point.
-        dim: the class dimension.
-
-    Returns:
-        Log-probabilities, same shape as ``z``; ``exp`` of them sums to 1 along ``dim``.
-
-    Introduced in chapter 02.
-    """
-    if not z.is_floating_point():
-        raise TypeError(f"log_softmax needs floating-point logits, got dtype {z.dtype}")
-    m = z.amax(dim=dim, keepdim=True).detach()  # the shift is a constant: it cancels in the result
-    shifted = z - m
-    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
-
-
-def softmax(z: Tensor, dim: int = -1) -> Tensor:
-    """Numerically stable softmax along ``dim``: ``softmax(z)_k = exp(z_k - m) / sum_j exp(z_j - m)``.
-
-    Args:
-        z: logits of any shape, e.g. ``[B, K]``; floating point.
-        dim: the class dimension.
-
-    Returns:
-        Probabilities, same shape as ``z``, non-negative and summing to 1 along ``dim``.
-
-    Introduced in chapter 02.
-    """
-    if not z.is_floating_point():
-        raise TypeError(f"softmax needs floating-point logits, got dtype {z.dtype}")
-    e = (z - z.amax(dim=dim, keepdim=True).detach()).exp()
-    return e / e.sum(dim=dim, keepdim=True)
-
-
-def _check_logits_targets(logits: Tensor, targets: Tensor) -> None:
-    """Raise a ``ValueError`` naming the shapes unless ``logits [B, K]`` and ``targets [B]`` fit together."""
-    if logits.ndim != 2:
-        raise ValueError(f"logits must be [B, K] (batch, classes), got shape {tuple(logits.shape)}")
-    if targets.ndim != 1 or targets.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"targets must be [B] class indices matching logits [B, K]: got logits {tuple(logits.shape)} "
-            f"and targets {tuple(targets.shape)}"
-        )
-    if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise ValueError(f"targets must be integer class indices, got dtype {targets.dtype}")
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]):
-        raise ValueError(
-            f"targets must lie in 0..{logits.shape[1] - 1} for logits with K={logits.shape[1]} classes, "
-            f"got values in {int(targets.min())}..{int(targets.max())}"
-        )
-
-
-def cross_entropy(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
-    """Cross-entropy of integer labels under ``softmax(logits)``, the same as ``F.cross_entropy``.
-
-    ``L = -(1/B) sum_i log softmax(z_i)_{y_i}``: the average negative log-likelihood the model gives the
-    true labels (Goodfellow et al. 2016, section 6.2.2.3).
-
-    Args:
-        logits: ``[B, K]`` unnormalised scores.
-        targets: ``[B]`` integer labels in ``0..K-1``.
-        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per-example losses ``[B]``).
-
-    Raises:
-        ValueError: shapes that do not fit (``logits [B, K]`` vs ``targets [B']``), labels out of range,
-            or an unknown ``reduction``.
-
-    Introduced in chapter 02.
-    """
-    _check_logits_targets(logits, targets)
-    nll = -log_softmax(logits, dim=-1).gather(1, targets.long()[:, None])[:, 0]  # [B]
-    if reduction == "mean":
-        return nll.mean()
-    if reduction == "sum":
-        return nll.sum()
-    if reduction == "none":
-        return nll
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def cross_entropy_grad(logits: Tensor, targets: Tensor) -> Tensor:
-    """Gradient of the mean cross-entropy with respect to the logits: ``(softmax(z) - onehot(y)) / B``.
-
-    Derivation: for one example ``l = -z_y + log sum_j exp(z_j)``, so
-    ``dl/dz_k = -[k = y] + exp(z_k) / sum_j exp(z_j) = p_k - [k = y]``; the batch mean divides by ``B``.
-
-    Args:
-        logits: ``[B, K]``.
-        targets: ``[B]`` integer labels.
-
-    Returns:
-        ``[B, K]``, each row sums to 0 (probability mass moves from wrong classes to the right one).
-
-    Introduced in chapter 02.
-    """
-    _check_logits_targets(logits, targets)
-    onehot = F.one_hot(targets.long(), logits.shape[1]).to(logits.dtype)  # [B, K]
-    return (softmax(logits, dim=-1) - onehot) / logits.shape[0]
-
 
 # ----------------------------------------------------------------------------------------------
 # One backward pass by hand
@@ -291,6 +178,8 @@ class Linear(nn.Module):
 
 def _flatten(x: Tensor, features: int, who: str) -> Tensor:
     """``[B, C, H, W]`` (or ``[B, D]``) → ``[B, D]`` with a clear error when ``D`` is not ``features``."""
+    _check_tensor(who, x, "x", f"a tensor [B, {features}] or [B, C, H, W] with C*H*W = {features}")
+    _check_float(who, x)
     if x.ndim < 2:
         raise ValueError(f"{who} expects a batch [B, ...], got shape {tuple(x.shape)}")
     flat = x.reshape(x.shape[0], -1)  # [B, D]
@@ -360,7 +249,7 @@ class MLP(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# The chapter's experiments: permuted and shifted pixels
+# The chapter's experiments: permuted pixels
 # ----------------------------------------------------------------------------------------------
 
 
@@ -397,36 +286,6 @@ def permute_pixels(x: Tensor, perm: Tensor) -> Tensor:
     if x.ndim == 2:
         return x[:, perm]
     return x.flatten(-2)[..., perm].reshape(x.shape)  # [B, C, H*W] → [B, C, H, W]
-
-
-def shift_images(x: Tensor, dx: int, dy: int) -> Tensor:
-    """Translate images by whole pixels, filling the uncovered border with zeros (no wrap-around).
-
-    ``out[..., i, j] = x[..., i - dy, j - dx]`` where that index exists, else 0. Positive ``dx`` moves the
-    content right, positive ``dy`` moves it down.
-
-    Args:
-        x: ``[..., H, W]`` images, e.g. ``[B, 1, 28, 28]``.
-        dx: horizontal shift in pixels, ``|dx| < W``.
-        dy: vertical shift in pixels, ``|dy| < H``.
-
-    Returns:
-        A tensor shaped like ``x``.
-
-    Introduced in chapter 02.
-    """
-    if x.ndim < 2:
-        raise ValueError(f"x must be [..., H, W], got shape {tuple(x.shape)}")
-    H, W = x.shape[-2:]
-    if int(dx) != dx or int(dy) != dy:
-        raise ValueError(f"shifts must be whole pixels, got dx={dx}, dy={dy}")
-    dx, dy = int(dx), int(dy)
-    if abs(dx) >= W or abs(dy) >= H:
-        raise ValueError(f"shift ({dx}, {dy}) moves a {H}x{W} image entirely out of frame")
-    out = torch.zeros_like(x)
-    out[..., max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = \
-        x[..., max(-dy, 0):H - max(dy, 0), max(-dx, 0):W - max(dx, 0)]
-    return out
 
 
 def train_classifier(model: nn.Module, train: Any, test: Any, *, epochs: int = 1, batch_size: int = 128,

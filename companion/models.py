@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from .autoencoder import AEConfig, ConvAutoencoder, LinearAutoencoder
 from .cnn import LeNet, LeNetConfig, ShallowCNN, ShallowCNNConfig
+from .layers import BatchNorm2d, FeedForward, MultiHeadAttention, TransformerBlock
 from .mlp import MLP, SoftmaxRegression
 from .resnet import BasicBlock, Bottleneck, ResNet, ResNetConfig
 from .vae import VAE, VAEConfig
 from .vae_variants import CVAE, BetaSweep, BetaVAE, CondVAEConfig
 from .vgg import VGG, VGGConfig
-from .vit import MultiHeadAttention, PatchEmbedding, SmallCNN, ViT, ViTConfig
+from .vit import PatchEmbedding, SmallCNN, ViT, ViTConfig
 from .vqvae import VQVAE, CodePrior, PriorConfig, VectorQuantizer, VQVAEConfig
 
 #: name -> (module that defines it, chapter that introduces it)
 WHERE: dict[str, tuple[str, str]] = {
+    "BatchNorm2d": ("companion.layers", "05"),
+    "MultiHeadAttention": ("companion.layers", "08"),
+    "FeedForward": ("companion.layers", "08"),
+    "TransformerBlock": ("companion.layers", "08"),
     "SoftmaxRegression": ("companion.mlp", "02"),
     "MLP": ("companion.mlp", "02"),
     "LeNet": ("companion.cnn", "04"),
@@ -32,7 +37,6 @@ WHERE: dict[str, tuple[str, str]] = {
     "ResNet": ("companion.resnet", "07"),
     "ResNetConfig": ("companion.resnet", "07"),
     "PatchEmbedding": ("companion.vit", "08"),
-    "MultiHeadAttention": ("companion.vit", "08"),
     "ViT": ("companion.vit", "08"),
     "ViTConfig": ("companion.vit", "08"),
     "SmallCNN": ("companion.vit", "08"),
@@ -58,6 +62,7 @@ RENAMED: dict[str, str] = {}
 __all__ = [
     "AEConfig",
     "BasicBlock",
+    "BatchNorm2d",
     "BetaSweep",
     "BetaVAE",
     "Bottleneck",
@@ -65,6 +70,7 @@ __all__ = [
     "CodePrior",
     "CondVAEConfig",
     "ConvAutoencoder",
+    "FeedForward",
     "LeNet",
     "LeNetConfig",
     "LinearAutoencoder",
@@ -78,6 +84,7 @@ __all__ = [
     "ShallowCNNConfig",
     "SmallCNN",
     "SoftmaxRegression",
+    "TransformerBlock",
     "VAE",
     "VAEConfig",
     "VGG",

@@ -18,11 +18,12 @@ in place of its ``torch.nn.functional`` counterpart. Only ``torch`` is imported.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ._checks import IntPair, _pair, _shape
 
 __all__ = [
     "Conv2dFunction",
@@ -36,7 +37,6 @@ __all__ = [
     "scaled_dot_product_attention",
 ]
 
-IntPair = int | Sequence[int]
 Padding4 = tuple[int, int, int, int]  # (top, bottom, left, right), the order im2col pads in
 
 
@@ -85,23 +85,6 @@ def conv_transpose_output_size(
 # ----------------------------------------------------------------------------------------------
 # Argument checking
 # ----------------------------------------------------------------------------------------------
-
-
-def _shape(t: Tensor) -> str:
-    """Format a shape as ``[2, 3, 8, 8]`` for error messages."""
-    return str(list(t.shape))
-
-
-def _pair(value: IntPair, name: str) -> tuple[int, int]:
-    """Turn ``3`` or ``(3,)`` or ``(3, 5)`` into ``(h, w)``."""
-    if isinstance(value, int):
-        return (value, value)
-    values = tuple(value)
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or not all(isinstance(v, int) for v in values):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return values  # type: ignore[return-value]
 
 
 def _check_conv_args(fn: str, x: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> None:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import _check_images
 from .layers import BatchNorm2d
 from .optim import lambda_schedule, warmup_cosine
 
@@ -387,7 +388,8 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def features(self, x: Tensor) -> Tensor:
-        """``[B, C, H, W] -> [B, C_last]``: everything before the classifier."""
+        """``[B, C, H, W] -> [B, C_last]``: everything before the classifier (any H, W: global pooling)."""
+        _check_images("ResNet", x, self.config.in_channels)
         h = self.stages(self.stem(x))  # [B, C_last, H / 4, W / 4]
         return h.mean(dim=(2, 3))  # global average pooling
 
@@ -541,24 +543,3 @@ def evaluate(model: nn.Module, dataset: Any, batch_size: int = 500) -> dict[str,
     return {"loss": total_loss / count, "accuracy": correct / count}
 
 
-class _ShiftedDataset(torch.utils.data.Dataset):
-    """A dataset of ``(x, y)`` whose images are translated by a random whole-pixel offset (zero fill) each time.
-
-    Deterministic: the offset of item ``i`` at its ``k``-th visit depends only on ``(seed, i, k)``.
-    """
-
-    def __init__(self, base: Any, max_shift: int, seed: int = 0) -> None:
-        self.x, self.y = base.tensors
-        self.max_shift, self.seed = max_shift, seed
-        self.visits = torch.zeros(len(self.y), dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        s = self.max_shift
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(i) * 7919 + int(self.visits[i]))
-        self.visits[i] += 1
-        dy, dx = torch.randint(-s, s + 1, (2,), generator=g).tolist()
-        img = F.pad(self.x[i], (s, s, s, s))[:, s - dy: s - dy + self.x.shape[-2], s - dx: s - dx + self.x.shape[-1]]
-        return img, self.y[i]

@@ -2,11 +2,11 @@
 
 Read top to bottom, smallest piece first:
 
-* pure functions: :func:`batch_norm_2d` (the training-mode forward of batch normalisation, the maths of
-  ``companion.layers.BatchNorm2d`` in five lines) and :func:`conv_stack_params` (parameters of ``n`` stacked
-  convolutions);
-* :class:`VGGConfig` (a dataclass with tiny presets) and :func:`layer_specs` / :func:`receptive_field` (how much
-  of the image one unit of the last stage sees, computed from the config with ``companion.cnn``'s recurrence);
+* :func:`conv_stack_params` (parameters of ``n`` stacked convolutions); batch normalisation itself lives in
+  ``companion.layers`` (the functional ``batch_norm_2d`` and the layer ``BatchNorm2d``);
+* :class:`VGGConfig` (a dataclass with tiny presets), :func:`config_layer_specs` (the layer specs of a config,
+  without building it) and :func:`receptive_field_size` (how much of the image one unit of the last stage sees,
+  ``companion.cnn.receptive_field`` on those specs);
 * :class:`VGG`: ``stages`` of 3x3 convolution → (BatchNorm) → ReLU, a 2x2 max-pool after every stage, then one
   linear layer on the flattened feature map (VGG's design) or on its global average (``head="gap"``);
 * :func:`plain_net`: a stack of same-width 3x3 convolutions with no pooling, the "plain deep net" of the
@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
-import torch
 from torch import Tensor, nn
 
 from . import cnn
@@ -32,41 +31,16 @@ from .layers import BatchNorm2d
 __all__ = [
     "VGG",
     "VGGConfig",
-    "batch_norm_2d",
+    "config_layer_specs",
     "conv_stack_params",
-    "layer_specs",
     "plain_net",
-    "receptive_field",
+    "receptive_field_size",
 ]
 
 
 # ----------------------------------------------------------------------------------------------
 # Pure functions
 # ----------------------------------------------------------------------------------------------
-
-
-def batch_norm_2d(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tensor:
-    """Batch normalisation in training mode (Ioffe & Szegedy 2015, Algorithm 1) for ``x [B, C, H, W]``.
-
-    Per channel ``c``, over the ``m = B H W`` values of the batch::
-
-        mu_c      = 1/m sum x[:, c]                      # batch mean
-        sigma^2_c = 1/m sum (x[:, c] - mu_c)^2           # biased batch variance (divide by m, not m - 1)
-        x_hat     = (x - mu_c) / sqrt(sigma^2_c + eps)   # zero mean, unit variance per channel
-        y         = gamma_c x_hat + beta_c               # scale and shift, learned
-
-    Equal to ``F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)`` and to the training step of
-    ``companion.layers.BatchNorm2d`` (which also updates the running statistics). Introduced in chapter 05.
-    """
-    if x.dim() != 4:
-        raise ValueError(f"batch_norm_2d expects [B, C, H, W], got shape {tuple(x.shape)}")
-    if gamma.shape != (x.shape[1],) or beta.shape != (x.shape[1],):
-        raise ValueError(f"gamma and beta must be [C] = [{x.shape[1]}], got {tuple(gamma.shape)} and "
-                         f"{tuple(beta.shape)}")
-    mu = x.mean(dim=(0, 2, 3), keepdim=True)  # [1, C, 1, 1]
-    var = ((x - mu) ** 2).mean(dim=(0, 2, 3), keepdim=True)  # [1, C, 1, 1], biased
-    x_hat = (x - mu) / torch.sqrt(var + eps)  # [B, C, H, W]
-    return gamma[None, :, None, None] * x_hat + beta[None, :, None, None]
 
 
 def conv_stack_params(n: int, c_in: int, c_out: int, kernel: int = 3, bias: bool = True) -> int:
@@ -100,6 +74,8 @@ class VGGConfig:
         head: ``"flatten"`` (a linear layer on the whole last feature map, as in VGG: the classifier sees every
             position) or ``"gap"`` (global average pooling first, as in NiN/ResNet: the classifier only knows
             what one unit's receptive field contains, wherever it is).
+
+    Introduced in chapter 05.
     """
 
     stages: tuple[int, ...] = (2, 2)
@@ -148,10 +124,11 @@ class VGGConfig:
         return replace(self, batch_norm=batch_norm)
 
 
-def layer_specs(config: VGGConfig) -> list[tuple[int, int, int, int]]:
+def config_layer_specs(config: VGGConfig) -> list[tuple[int, int, int, int]]:
     """``(kernel, stride, padding, dilation)`` of every convolution and pool of ``config``, input side first.
 
-    The same list ``companion.cnn.layer_specs`` reads off a built :class:`VGG`. Introduced in chapter 05.
+    The same list ``companion.cnn.layer_specs`` reads off a built :class:`VGG`, obtained without building it;
+    feed it to ``companion.cnn.receptive_field``. Introduced in chapter 05.
     """
     specs: list[tuple[int, int, int, int]] = []
     for n_convs in config.stages:
@@ -159,14 +136,14 @@ def layer_specs(config: VGGConfig) -> list[tuple[int, int, int, int]]:
     return specs
 
 
-def receptive_field(config: VGGConfig) -> int:
-    """Side (pixels) of the receptive field of one unit after the last pool of ``config``.
+def receptive_field_size(config: VGGConfig) -> int:
+    """Side r (pixels) of the receptive field of one unit after the last pool of ``config``.
 
-    ``companion.cnn.receptive_field`` applied to :func:`layer_specs`: every 3x3 convolution adds ``2 j`` pixels
-    and every 2x2 pool ``j`` before doubling the jump ``j``. For ``stages=(n, n)`` that is ``6 n + 4``.
+    ``cnn.receptive_field(config_layer_specs(config))[-1][0]``: every 3x3 convolution adds ``2 j`` pixels and
+    every 2x2 pool ``j`` before doubling the jump ``j``. For ``stages=(n, n)`` that is ``6 n + 4``.
     Introduced in chapter 05.
     """
-    return cnn.receptive_field(layer_specs(config))[-1][0]
+    return cnn.receptive_field(config_layer_specs(config))[-1][0]
 
 
 # ----------------------------------------------------------------------------------------------

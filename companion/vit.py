@@ -5,16 +5,15 @@ Read top to bottom:
 * :class:`ViTConfig` with a :meth:`ViTConfig.tiny` preset (tests and the ci profile);
 * images as sequences: :func:`patchify` / :func:`unpatchify` and :class:`PatchEmbedding` (no convolution:
   cut the image into ``p x p`` patches and apply one linear map, equal to a stride-``p`` convolution);
-* position encodings: learned (a parameter in :class:`ViT`), fixed sinusoidal (:func:`sinusoidal_encoding`,
-  :func:`sincos_1d`, :func:`sincos_2d`) and rotary (:func:`rope_angles_1d`, :func:`rope_angles_2d`,
-  :func:`apply_rotary`, :func:`apply_rope_2d`);
-* :class:`MultiHeadAttention` on top of ``companion.ops.scaled_dot_product_attention`` (equal to
-  ``torch.nn.MultiheadAttention`` after :meth:`MultiHeadAttention.load_torch`), the :class:`MLP` and the
-  pre-LayerNorm :class:`Block`;
+* the blocks come from ``companion.layers`` (floor 2, shared with chapter 12's prior): the positional encodings
+  (:func:`~companion.layers.sincos_2d`, :func:`~companion.layers.rope_angles_2d`, ...),
+  :class:`~companion.layers.MultiHeadAttention`, :class:`~companion.layers.FeedForward` and the pre-LayerNorm
+  :class:`~companion.layers.TransformerBlock`; the position information is learned (a parameter in
+  :class:`ViT`), fixed sinusoidal or rotary;
 * the classifier :class:`ViT` (CLS token or mean pooling) and its cost, :func:`vit_flops`;
 * looking inside: :func:`attention_rollout` (Abnar & Zuidema 2020) and :func:`attention_maps`;
 * the chapter's experiments: :class:`SmallCNN` (the baseline with a convolutional bias),
-  :func:`random_shift`, :func:`train_classifier`;
+  :func:`train_classifier` (random shifts from ``companion.augment``);
 
 Shapes: images ``[B, C, H, W]``; tokens ``[B, T, D]`` (``T = N`` patches, plus one with a CLS token); per head
 ``[B, h, T, d]`` with ``d = D / h``; attention maps ``[B, h, T, T]``; logits ``[B, K]``. Patches are numbered
@@ -32,28 +31,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import ops
+from ._checks import _check_images
+from .augment import random_shift_crop as random_shift  # used by train_classifier
+from .layers import TransformerBlock, rope_angles_2d, sincos_2d
 from .optim import lambda_schedule, warmup_cosine
 
 __all__ = [
-    "MLP",
-    "Block",
-    "MultiHeadAttention",
     "PatchEmbedding",
     "SmallCNN",
     "ViT",
     "ViTConfig",
-    "apply_rope_2d",
-    "apply_rotary",
     "attention_maps",
     "attention_rollout",
     "patchify",
-    "random_shift",
-    "rope_angles_1d",
-    "rope_angles_2d",
-    "sincos_1d",
-    "sincos_2d",
-    "sinusoidal_encoding",
     "train_classifier",
     "unpatchify",
     "vit_flops",
@@ -206,227 +196,6 @@ class PatchEmbedding(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Position encodings: sinusoidal (1-D and 2-D) and rotary (RoPE)
-# ----------------------------------------------------------------------------------------------
-
-
-def sincos_1d(positions: Tensor, dim: int, base: float = 10000.0) -> Tensor:
-    """Sinusoidal encodings of arbitrary (real) positions (Vaswani et al. 2017, sec. 3.5).
-
-    ``PE[m, 2i] = sin(m w_i)``, ``PE[m, 2i+1] = cos(m w_i)`` with ``w_i = base^(-2i / dim)``: one sine-cosine
-    pair per frequency, from 1 radian per position down to ``1/base``. Then
-    ``PE[m] . PE[n] = sum_i cos((m - n) w_i)`` depends only on the offset ``m - n``.
-
-    Args:
-        positions: ``[N]`` positions (any float values).
-        dim: the encoding width, even.
-
-    Returns:
-        ``[N, dim]`` (float32, or the dtype of float ``positions``). Introduced in chapter 08.
-    """
-    if dim < 2 or dim % 2:
-        raise ValueError(f"the sinusoidal encoding needs an even dim >= 2, got {dim}")
-    pos = positions.to(torch.float64).reshape(-1, 1)  # [N, 1]
-    omega = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # [dim/2]: w_i = base^(-2i/dim)
-    angles = pos * omega  # [N, dim/2]
-    pe = torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(len(pos), dim)  # interleave: sin, cos, ...
-    return pe.to(positions.dtype if positions.is_floating_point() else torch.float32)
-
-
-def sinusoidal_encoding(n_positions: int, dim: int, base: float = 10000.0) -> Tensor:
-    """The 1-D sinusoidal encoding of positions ``0 .. n_positions-1``: ``[n_positions, dim]`` (float32).
-
-    ``PE[m, 2i] = sin(m / base^(2i/dim))`` and ``PE[m, 2i+1] = cos(m / base^(2i/dim))``
-    (Vaswani et al. 2017, sec. 3.5). Introduced in chapter 08.
-    """
-    return sincos_1d(torch.arange(int(n_positions), dtype=torch.float32), dim, base)
-
-
-def sincos_2d(h: int, w: int, dim: int, base: float = 10000.0) -> Tensor:
-    """Fixed 2-D sinusoidal encodings of an ``h x w`` grid, row-major: ``[h*w, dim]``.
-
-    The first ``dim/2`` channels encode the row and the last ``dim/2`` the column, each with :func:`sincos_1d`
-    (as in MAE, He et al. 2022, and "Better plain ViT baselines", Beyer et al. 2022). The dot product of
-    two encodings is then a function of the row offset plus one of the column offset.
-
-    Introduced in chapter 08.
-    """
-    if dim % 4:
-        raise ValueError(f"sincos_2d needs dim divisible by 4, got {dim}")
-    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                                indexing="ij")  # [h, w] each
-    return torch.cat([sincos_1d(rows.flatten(), dim // 2, base), sincos_1d(cols.flatten(), dim // 2, base)], dim=1)
-
-
-def rope_angles_1d(positions: Tensor, dim: int, base: float = 10000.0) -> Tensor:
-    """Rotation angles of 1-D RoPE (Su et al. 2024, eq. 15): ``theta[m, i] = m * base^(-2i / dim)``.
-
-    Args:
-        positions: ``[N]`` positions.
-        dim: the (head) dimension being rotated, even: ``dim / 2`` planes, one angle each.
-
-    Returns:
-        ``[N, dim/2]`` angles in radians. Introduced in chapter 08.
-    """
-    if dim < 2 or dim % 2:
-        raise ValueError(f"RoPE rotates pairs of dimensions: dim must be even, got {dim}")
-    omega = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # [dim/2]
-    return (positions.to(torch.float64).reshape(-1, 1) * omega).float()  # [N, dim/2]
-
-
-def rope_angles_2d(h: int, w: int, dim: int, base: float = 100.0) -> Tensor:
-    """Angles of axial 2-D RoPE (Heo et al. 2024) for an ``h x w`` grid, row-major: ``[h*w, dim/2]``.
-
-    The first ``dim/4`` planes turn with the row index and the last ``dim/4`` with the column index, each with
-    the 1-D frequencies of a ``dim/2``-dimensional RoPE. Introduced in chapter 08.
-    """
-    if dim % 4:
-        raise ValueError(f"2-D RoPE needs dim divisible by 4, got {dim}")
-    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")  # [h, w] each
-    return torch.cat([rope_angles_1d(rows.flatten(), dim // 2, base), rope_angles_1d(cols.flatten(), dim // 2, base)],
-                     dim=1)
-
-
-def apply_rotary(x: Tensor, angles: Tensor) -> Tensor:
-    """Rotate consecutive pairs ``(x[2i], x[2i+1])`` of the last dim by ``angles[..., i]`` (RoPE).
-
-    ``(a, b) -> (a cos t - b sin t, a sin t + b cos t)``: multiplication by ``e^(i t)`` when the pair is read
-    as the complex number ``a + ib``. Rotations preserve norms, and ``<R(s) q, R(t) k> = <q, R(t - s) k>``.
-
-    Args:
-        x: ``[..., N, d]`` with d even.
-        angles: ``[N, d/2]`` (broadcast over the leading dims of x).
-
-    Returns:
-        a tensor shaped like ``x``. Introduced in chapter 08.
-    """
-    if x.shape[-1] % 2 or angles.shape[-1] * 2 != x.shape[-1] or angles.shape[-2] != x.shape[-2]:
-        raise ValueError(f"apply_rotary: x {list(x.shape)} needs angles [N, d/2] = "
-                         f"[{x.shape[-2]}, {x.shape[-1] // 2}], got {list(angles.shape)}")
-    pairs = x.reshape(*x.shape[:-1], -1, 2)  # [..., N, d/2, 2]
-    a, b = pairs[..., 0], pairs[..., 1]  # [..., N, d/2] each
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)  # [N, d/2]
-    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).reshape(x.shape)
-
-
-def apply_rope_2d(x: Tensor, h: int, w: int, base: float = 100.0) -> Tensor:
-    """Axial 2-D RoPE of tokens on an ``h x w`` grid (row-major): ``x [..., h*w, d] -> same shape``.
-
-    Introduced in chapter 08.
-    """
-    return apply_rotary(x, rope_angles_2d(h, w, x.shape[-1], base).to(x.device))
-
-
-# ----------------------------------------------------------------------------------------------
-# Attention, MLP, Block
-# ----------------------------------------------------------------------------------------------
-
-
-class MultiHeadAttention(nn.Module):
-    """Multi-head self-attention (Vaswani et al. 2017, sec. 3.2.2) with one fused qkv projection.
-
-    ``head_j = softmax(Q_j K_j^T / sqrt(d) + M) V_j`` with ``Q_j = X W_j^Q`` etc., and the output
-    ``[head_1, ..., head_h] W^O``. The attention itself is ``companion.ops.scaled_dot_product_attention``.
-
-    Args:
-        dim: D, the token width.
-        heads: h, dividing D.
-        bias: biases on the projections.
-
-    Shapes: ``x [B, T, D] -> [B, T, D]``; with ``return_attention=True`` also ``[B, h, T, T]``.
-    Introduced in chapter 08.
-    """
-
-    def __init__(self, dim: int, heads: int, bias: bool = True) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"heads {heads} does not divide dim {dim}")
-        self.dim, self.heads, self.head_dim = dim, heads, dim // heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)  # W^Q, W^K, W^V stacked: rows [0, D), [D, 2D), [2D, 3D)
-        self.proj = nn.Linear(dim, dim, bias=bias)  # W^O
-
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None, rope_angles: Tensor | None = None,
-                n_prefix: int = 0, return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Self-attention over the tokens of ``x``.
-
-        Args:
-            x: ``[B, T, D]``.
-            attn_mask: bool (True = may attend) or additive float mask, broadcastable to ``[B, h, T, T]``.
-            rope_angles: ``[T - n_prefix, d/2]`` rotary angles applied to q and k of the last tokens.
-            n_prefix: leading tokens (a CLS token) that are not rotated.
-            return_attention: also return the attention weights ``[B, h, T, T]``.
-        """
-        B, T, D = x.shape
-        qkv = self.qkv(x).reshape(B, T, 3, self.heads, self.head_dim)  # [B, T, 3, h, d]
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, h, T, d]
-        if rope_angles is not None:  # rotate queries and keys of the patch tokens by their grid positions
-            q = torch.cat([q[..., :n_prefix, :], apply_rotary(q[..., n_prefix:, :], rope_angles)], dim=-2)
-            k = torch.cat([k[..., :n_prefix, :], apply_rotary(k[..., n_prefix:, :], rope_angles)], dim=-2)
-        if return_attention:
-            attn = ops.attention_weights(q, k, attn_mask)  # [B, h, T, T], rows sum to 1
-            out = attn @ v  # [B, h, T, d]
-        else:
-            out = ops.scaled_dot_product_attention(q, k, v, attn_mask)  # [B, h, T, d]
-        out = self.proj(out.transpose(1, 2).reshape(B, T, D))  # concatenate heads: [B, T, h, d] -> [B, T, D]
-        return (out, attn) if return_attention else out
-
-    @torch.no_grad()
-    def load_torch(self, mha: nn.MultiheadAttention) -> MultiHeadAttention:
-        """Copy the weights of a ``torch.nn.MultiheadAttention(dim, heads, batch_first=True)`` into this module.
-
-        PyTorch keeps W^Q, W^K, W^V stacked in ``in_proj_weight [3D, D]`` in the same order as ``qkv``, and
-        W^O in ``out_proj``; afterwards both modules compute the same function.
-        """
-        if mha.embed_dim != self.dim or mha.num_heads != self.heads or mha.in_proj_weight is None:
-            raise ValueError(f"need nn.MultiheadAttention({self.dim}, {self.heads}) with equal q/k/v sizes, "
-                             f"got embed_dim={mha.embed_dim}, num_heads={mha.num_heads}")
-        self.qkv.weight.copy_(mha.in_proj_weight)
-        self.proj.weight.copy_(mha.out_proj.weight)
-        if self.qkv.bias is not None:
-            self.qkv.bias.copy_(mha.in_proj_bias)
-            self.proj.bias.copy_(mha.out_proj.bias)
-        return self
-
-
-class MLP(nn.Module):
-    """The transformer's position-wise MLP: ``Linear(D, rD) -> GELU -> Linear(rD, D)``, the same for every token.
-
-    Introduced in chapter 08.
-    """
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))  # [B, T, D] -> [B, T, rD] -> [B, T, D]
-
-
-class Block(nn.Module):
-    """A pre-LayerNorm transformer block (Xiong et al. 2020; the ViT layout):
-
-    ``z = z + MSA(LN(z))``, then ``z = z + MLP(LN(z))``. The residual stream is never normalised, so the
-    identity path from input to output is clean (chapter 07's argument, now for transformers).
-
-    Introduced in chapter 08.
-    """
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0) -> None:
-        super().__init__()
-        self.ln1, self.attn = nn.LayerNorm(dim), MultiHeadAttention(dim, heads)
-        self.ln2, self.mlp = nn.LayerNorm(dim), MLP(dim, int(round(mlp_ratio * dim)))
-
-    def forward(self, z: Tensor, rope_angles: Tensor | None = None, n_prefix: int = 0,
-                return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
-        """``z [B, T, D] -> (z [B, T, D], attention [B, h, T, T] or None)``."""
-        a = self.attn(self.ln1(z), rope_angles=rope_angles, n_prefix=n_prefix, return_attention=return_attention)
-        a, attn = a if return_attention else (a, None)
-        z = z + a
-        z = z + self.mlp(self.ln2(z))
-        return z, attn
-
-
-# ----------------------------------------------------------------------------------------------
 # The Vision Transformer
 # ----------------------------------------------------------------------------------------------
 
@@ -461,7 +230,7 @@ class ViT(nn.Module):
             self.register_buffer("rope_angles", angles, persistent=False)
         else:
             self.rope_angles = None
-        self.blocks = nn.ModuleList(Block(D, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(TransformerBlock(D, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(D)
         self.head = nn.Linear(D, cfg.num_classes)
         self._init_weights()
@@ -483,6 +252,8 @@ class ViT(nn.Module):
 
     def tokens(self, images: Tensor) -> Tensor:
         """Embedded tokens entering the first block: ``[B, C, H, W] -> [B, T, D]`` (eq. 1)."""
+        c = self.config
+        _check_images("ViT", images, c.in_channels, (c.image_size, c.image_size), name="images")
         z = self.patch_embed(images)  # [B, N, D]
         if self.pos_embed is not None:
             z = z + self.pos_embed
@@ -496,8 +267,11 @@ class ViT(nn.Module):
         z = self.tokens(images)  # [B, T, D]
         maps = []
         for block in self.blocks:
-            z, attn = block(z, self.rope_angles, self.n_prefix, return_attention)
-            maps.append(attn)
+            if return_attention:
+                z, attn = block(z, rope_angles=self.rope_angles, n_prefix=self.n_prefix, return_attention=True)
+                maps.append(attn)
+            else:
+                z = block(z, rope_angles=self.rope_angles, n_prefix=self.n_prefix)
         z = self.norm(z)
         pooled = z[:, 0] if self.cls_token is not None else z.mean(dim=1)  # [B, D]
         logits = self.head(pooled)  # [B, K]
@@ -602,28 +376,11 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         side = image_size // 2 ** len(channels)
         self.head = nn.Linear(c * side * side, num_classes)
+        self.in_channels, self.image_size = in_channels, image_size
 
     def forward(self, x: Tensor) -> Tensor:
+        _check_images("SmallCNN", x, self.in_channels, (self.image_size, self.image_size))
         return self.head(self.features(x).flatten(1))  # [B, C, H, W] -> [B, c, H/4, W/4] -> [B, K]
-
-
-def random_shift(images: Tensor, max_shift: int, generator: torch.Generator | None = None) -> Tensor:
-    """Translate every image by its own random whole-pixel offset in ``[-max_shift, max_shift]^2`` (zero fill).
-
-    The augmentation that gives a ViT some of the translation robustness a CNN has by construction.
-    Shapes: ``[B, C, H, W] -> [B, C, H, W]``. Introduced in chapter 08.
-    """
-    if max_shift <= 0:
-        return images
-    B, C, H, W = images.shape
-    s = int(max_shift)
-    padded = F.pad(images, (s, s, s, s))  # [B, C, H + 2s, W + 2s]
-    off = torch.randint(0, 2 * s + 1, (2, B), generator=generator, device="cpu").to(images.device)
-    rows = off[0, :, None] + torch.arange(H, device=images.device)  # [B, H]: source rows of each image
-    cols = off[1, :, None] + torch.arange(W, device=images.device)  # [B, W]
-    b = torch.arange(B, device=images.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
-    return out.permute(0, 3, 1, 2).contiguous()
 
 
 def train_classifier(model: nn.Module, train: Any, test: Any | None = None, *, steps: int, batch_size: int = 128,

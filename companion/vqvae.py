@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import _shape
 from .autoencoder import check_input, map_batches
+from .layers import TransformerBlock, causal_mask
 from .losses import bernoulli_log_likelihood, codebook_loss, commitment_loss
 from .metrics import codebook_usage, perplexity
-from .vit import MLP, MultiHeadAttention
 
 __all__ = [
     "CodePrior",
@@ -55,10 +56,6 @@ __all__ = [
     "train_vqvae",
     "vqvae_loss",
 ]
-
-
-def _shape(t: Tensor) -> str:
-    return str(list(t.shape))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -499,23 +496,6 @@ class PriorConfig:
         return cls(**{"dim": 32, "depth": 2, "heads": 2, "mlp_ratio": 2.0, **overrides})
 
 
-class CausalBlock(nn.Module):
-    """A pre-LN transformer block whose attention only looks back: ``z + MHA(LN z, causal)``, ``z + MLP(LN z)``.
-
-    The attention is chapter 08's :class:`companion.vit.MultiHeadAttention` with a lower-triangular boolean mask
-    (token t may read tokens 0..t). Introduced in chapter 12.
-    """
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.ln1, self.attn = nn.LayerNorm(dim), MultiHeadAttention(dim, heads)
-        self.ln2, self.mlp = nn.LayerNorm(dim), MLP(dim, int(round(mlp_ratio * dim)))
-
-    def forward(self, z: Tensor, causal: Tensor) -> Tensor:
-        z = z + self.attn(self.ln1(z), attn_mask=causal)
-        return z + self.mlp(self.ln2(z))
-
-
 class CodePrior(nn.Module):
     """An autoregressive prior over a grid of code indices: ``p(k) = prod_t p(k_t | k_<t)``, a tiny causal
     transformer (a GPT, as in the VQGAN "taming transformers" of Esser et al. 2021).
@@ -523,7 +503,8 @@ class CodePrior(nn.Module):
     The grid is read in raster order (row by row). The input is ``[BOS, k_0, ..., k_{T-2}]`` (BOS = token ``K``),
     embedded with learned token and position embeddings; a causal mask lets position t see only positions <= t,
     so ``logits[:, t]`` is the distribution of ``k_t`` given ``k_0..k_{t-1}``: one forward pass scores all 49
-    conditionals (teacher forcing), and :meth:`sample` draws the tokens one at a time.
+    conditionals (teacher forcing), and :meth:`sample` draws the tokens one at a time. The blocks are chapter 08's
+    :class:`companion.layers.TransformerBlock` with :func:`companion.layers.causal_mask`.
 
     Shapes: ``forward(indices [B, T] or [B, H, W]) -> logits [B, T, K]``. Introduced in chapter 12.
     """
@@ -535,17 +516,18 @@ class CodePrior(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, c.seq_len, c.dim))
         nn.init.normal_(self.pos, std=0.02)
         nn.init.normal_(self.tok.weight, std=0.02)
-        self.blocks = nn.ModuleList(CausalBlock(c.dim, c.heads, c.mlp_ratio) for _ in range(c.depth))
+        # chapter 08's pre-LN block; the causal mask below makes it autoregressive
+        self.blocks = nn.ModuleList(TransformerBlock(c.dim, c.heads, c.mlp_ratio) for _ in range(c.depth))
         self.ln = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, c.num_codes)
-        self.register_buffer("causal", torch.ones(c.seq_len, c.seq_len, dtype=torch.bool).tril(), persistent=False)
+        self.register_buffer("causal", causal_mask(c.seq_len), persistent=False)  # [T, T]: t reads 0..t
 
     def _logits(self, tokens: Tensor) -> Tensor:
         """``tokens [B, t]`` (starting with BOS) -> logits ``[B, t, K]`` for the next token at each position."""
         T = tokens.shape[1]
         z = self.tok(tokens) + self.pos[:, :T]  # [B, t, D]
         for block in self.blocks:
-            z = block(z, self.causal[:T, :T])
+            z = block(z, mask=self.causal[:T, :T])
         return self.head(self.ln(z))
 
     def forward(self, indices: Tensor) -> Tensor:

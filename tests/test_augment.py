@@ -216,6 +216,62 @@ def test_elastic_distortion_is_smooth_seeded_and_mass_preserving():
     assert (a.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3)) - 1).abs().max() < 0.25
 
 
+# ----------------------------------------------------------------------------- shifts: one home for every chapter
+
+
+def test_shift_moves_content_and_fills_zeros():
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 2, 2] = 1.0
+    right_down = augment.shift(x, 1, 2)
+    assert right_down[0, 0, 4, 3] == 1.0 and right_down.sum() == 1.0
+    left_up = augment.shift(x, -2, -1)
+    assert left_up[0, 0, 1, 0] == 1.0
+    torch.testing.assert_close(augment.shift(x, 0, 0), x)
+    y = torch.arange(25.0).reshape(1, 1, 5, 5)
+    s = augment.shift(y, 2, 0)
+    assert (s[..., :2] == 0).all()
+    torch.testing.assert_close(s[..., 2:], y[..., :3])
+    torch.testing.assert_close(augment.shift(augment.shift(y, 0, 3), 0, -3)[..., :2, :], y[..., :2, :])
+
+
+def _crop_shift_reference(x, s, generator):
+    """Pad by s and crop at the corner (top, left) drawn as one [2, B] tensor: the ViT recipe's order."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (s, s, s, s))
+    corner = torch.randint(0, 2 * s + 1, (2, b), generator=generator)
+    return torch.stack([padded[i, :, corner[0, i]:corner[0, i] + h, corner[1, i]:corner[1, i] + w] for i in range(b)])
+
+
+def test_random_shift_crop_is_a_seeded_crop_of_the_padded_image():
+    x = _images(64, 2, 9, 9)
+    y = augment.random_shift_crop(x, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(y, _crop_shift_reference(x, 2, torch.Generator().manual_seed(0)))
+    assert torch.equal(y, augment.random_shift_crop(x, 2, torch.Generator().manual_seed(0)))
+    dot = torch.zeros(64, 1, 9, 9)
+    dot[:, :, 4, 4] = 1.0
+    where = augment.random_shift_crop(dot, 2, torch.Generator().manual_seed(0))[:, 0].flatten(1).argmax(1)
+    assert len(set(where.tolist())) > 10  # shifts differ between images
+    assert augment.random_shift_crop(x, 0) is x
+    # the same distribution as random_shift, other draws from the same seed
+    assert not torch.equal(y, augment.random_shift(x, 2, torch.Generator().manual_seed(0)))
+
+
+def test_shifted_dataset_draws_each_visit_from_its_own_seed():
+    from torch.utils.data import TensorDataset
+
+    x, s, seed = _images(5, 1, 8, 8), 2, 3
+    data = augment.ShiftedDataset(TensorDataset(x, torch.arange(5)), s, seed=seed)
+    again = augment.ShiftedDataset(TensorDataset(x, torch.arange(5)), s, seed=seed)
+    for visit in range(3):
+        for i in range(5):
+            g = torch.Generator().manual_seed(seed * 1_000_003 + i * 7919 + visit)
+            dy, dx = torch.randint(-s, s + 1, (2,), generator=g).tolist()
+            img, label = data[i]
+            assert torch.equal(img, F.pad(x[i], (s, s, s, s))[:, s - dy:s - dy + 8, s - dx:s - dx + 8])
+            assert label == i and torch.equal(again[i][0], img)
+    assert torch.equal(augment.ShiftedDataset(TensorDataset(x, torch.arange(5)), 0)[1][0], x[1])
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 
@@ -240,6 +296,11 @@ def test_elastic_distortion_is_smooth_seeded_and_mass_preserving():
         (lambda: augment.shift(torch.rand(2, 1, 4, 4), torch.tensor([1, 2, 3]), 0), ValueError, "dx"),
         (lambda: augment.random_shift(torch.rand(2, 1, 4, 4), 4), ValueError, "out of frame"),
         (lambda: augment.random_shift(torch.rand(2, 1, 4, 4), 1.5), ValueError, "whole number"),
+        (lambda: augment.shift(torch.rand(2, 1, 5, 5), 5, 0), ValueError, "out of frame"),
+        (lambda: augment.shift(torch.rand(1, 5, 5), 1, 0), ValueError, r"\[B, C, H, W\]"),
+        (lambda: augment.random_shift_crop(torch.rand(2, 1, 4, 4), 4), ValueError, "out of frame"),
+        (lambda: augment.ShiftedDataset(torch.utils.data.TensorDataset(torch.rand(2, 1, 4, 4), torch.zeros(2)), 1.5),
+         ValueError, "whole number"),
         (lambda: augment.random_crop(torch.rand(2, 1, 4, 4), 7, padding=1), ValueError, "does not fit"),
         (lambda: augment.random_crop(torch.rand(2, 1, 4, 4), 4, padding=-1), ValueError, "padding"),
         (lambda: augment.elastic_distortion(torch.rand(2, 1, 4, 4), sigma=0.0), ValueError, "sigma"),

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "companion"
 #: module; ``metrics`` may import ``train`` and any chapter module; leaves import anything and nothing in the
 #: package (but another leaf) imports a leaf.
 FLOORS: dict[str, int] = {
-    **dict.fromkeys(["profile", "download", "checkpoints", "ops", "losses", "images", "augment", "init", "optim"], 1),
+    **dict.fromkeys(["profile", "_checks", "download", "checkpoints", "ops", "losses", "images", "augment", "init", "optim"], 1),
     **dict.fromkeys(["data", "toys", "layers", "train"], 2),
     **dict.fromkeys(["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "metrics"], 3),
     "recipes": 4,

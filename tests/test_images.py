@@ -38,7 +38,7 @@ def test_to_uint8_rounds_and_refuses_out_of_range():
         im.to_uint8(torch.zeros(3, dtype=torch.uint8))
     with pytest.raises(ValueError, match="expected a uint8 image.*torch.float32"):
         im.to_float(torch.zeros(3))
-    with pytest.raises(TypeError, match="expected a torch.Tensor"):
+    with pytest.raises(TypeError, match="must be a torch.Tensor"):
         im.to_float(np.zeros(3, dtype=np.uint8))
 
 

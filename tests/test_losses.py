@@ -1,4 +1,4 @@
-"""companion.losses against torch.distributions and F.binary_cross_entropy_with_logits; bad inputs."""
+"""companion.losses against torch.softmax / F.cross_entropy / autograd, torch.distributions and F.binary_cross_entropy_with_logits; bad inputs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,98 @@ from companion import losses
 
 def _randn(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+# ----------------------------------------------------------------------------- classification: softmax family
+
+
+def _logits(seed=0, b=16, k=10, scale=3.0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, k, generator=g, dtype=dtype) * scale, torch.randint(0, k, (b,), generator=g)
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1000.0])
+def test_softmax_and_log_softmax_match_torch(scale):
+    z, _ = _logits(scale=scale)
+    torch.testing.assert_close(losses.softmax(z), torch.softmax(z, -1))
+    torch.testing.assert_close(losses.log_softmax(z), torch.log_softmax(z, -1))
+    assert torch.isfinite(losses.log_softmax(z)).all()
+
+
+def test_softmax_other_dim_and_sums_to_one():
+    z = torch.randn(3, 5, 7)
+    torch.testing.assert_close(losses.softmax(z, dim=1), torch.softmax(z, 1))
+    torch.testing.assert_close(losses.log_softmax(z, dim=0), torch.log_softmax(z, 0))
+    torch.testing.assert_close(losses.softmax(z).sum(-1), torch.ones(3, 5))
+
+
+def test_log_softmax_survives_where_naive_overflows():
+    z = torch.tensor([[1000.0, 0.0, -1000.0]])
+    naive = z.exp() / z.exp().sum(-1, keepdim=True)
+    assert torch.isnan(naive).any()
+    torch.testing.assert_close(losses.log_softmax(z), torch.tensor([[0.0, -1000.0, -2000.0]]))
+
+
+def test_log_softmax_gradient_matches_torch():
+    z, _ = _logits(dtype=torch.float64)
+    a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
+    w = torch.randn_like(z)
+    (losses.log_softmax(a) * w).sum().backward()
+    (torch.log_softmax(b, -1) * w).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_softmax_rejects_integer_logits():
+    with pytest.raises(TypeError, match="floating-point"):
+        losses.softmax(torch.tensor([[1, 2]]))
+    with pytest.raises(TypeError, match="floating-point"):
+        losses.log_softmax(torch.tensor([[1, 2]]))
+
+
+# ----------------------------------------------------------------------------- classification: cross-entropy
+
+
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_matches_torch(scale, reduction):
+    z, y = _logits(scale=scale)
+    torch.testing.assert_close(losses.cross_entropy(z, y, reduction=reduction),
+                               F.cross_entropy(z, y, reduction=reduction))
+
+
+def test_cross_entropy_closed_form_uniform_logits():
+    z = torch.zeros(4, 10)
+    assert losses.cross_entropy(z, torch.tensor([0, 3, 5, 9])).item() == pytest.approx(math.log(10))
+
+
+def test_cross_entropy_grad_matches_autograd():
+    for scale in (1.0, 1000.0):
+        z, y = _logits(scale=scale, dtype=torch.float64)
+        leaf = z.clone().requires_grad_()
+        F.cross_entropy(leaf, y).backward()
+        g = losses.cross_entropy_grad(z, y)
+        torch.testing.assert_close(g, leaf.grad)
+        torch.testing.assert_close(g.sum(1), torch.zeros(len(z), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("fn", [losses.cross_entropy, losses.cross_entropy_grad])
+def test_cross_entropy_bad_inputs_name_shapes(fn):
+    with pytest.raises(ValueError, match=r"logits \(4, 10\) and targets \(3,\)"):
+        fn(torch.zeros(4, 10), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"logits must be \[B, K\].*\(10,\)"):
+        fn(torch.zeros(10), torch.zeros(1, dtype=torch.long))
+    with pytest.raises(ValueError, match="0..9"):
+        fn(torch.zeros(2, 10), torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match="integer class indices"):
+        fn(torch.zeros(2, 10), torch.tensor([0.0, 1.0]))
+
+
+def test_cross_entropy_bad_reduction():
+    with pytest.raises(ValueError, match="reduction"):
+        losses.cross_entropy(torch.zeros(2, 3), torch.tensor([0, 1]), reduction="avg")
+
+
+# ----------------------------------------------------------------------------- likelihoods and divergences
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (2, 4, 3, 3), (1, 1)])

@@ -295,17 +295,3 @@ def test_train_classifier_learns_and_is_deterministic():
         resnet.train_classifier(model, data, steps=0)
     with pytest.raises(ValueError, match="empty"):
         resnet.evaluate(model, TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)))
-
-
-def test_shifted_dataset_is_deterministic_and_shifts():
-    x = torch.zeros(3, 1, 6, 6)
-    x[:, :, 2, 2] = 1.0
-    base = TensorDataset(x, torch.arange(3))
-    a, b = resnet._ShiftedDataset(base, 2, seed=0), resnet._ShiftedDataset(base, 2, seed=0)
-    items_a = [a[i][0] for i in range(3) for _ in range(4)]
-    items_b = [b[i][0] for i in range(3) for _ in range(4)]
-    assert all(torch.equal(u, v) for u, v in zip(items_a, items_b))
-    assert all(u.shape == (1, 6, 6) and u.sum() == 1.0 for u in items_a)  # a shift of <= 2 keeps the pixel
-    assert len({tuple(u.nonzero()[0].tolist()) for u in items_a}) > 1
-    same = resnet._ShiftedDataset(base, 0)
-    assert torch.equal(same[1][0], x[1])

@@ -1,4 +1,4 @@
-"""companion.vgg: batch norm against PyTorch, parameter counts against nn.Conv2d, receptive fields, the models."""
+"""companion.vgg: parameter counts against nn.Conv2d, receptive fields, the models."""
 
 from __future__ import annotations
 
@@ -9,48 +9,6 @@ from torch import nn
 
 from companion import cnn, init, vgg
 from companion.layers import BatchNorm2d
-
-
-@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (1, 2, 7, 7), (16, 1, 1, 1), (2, 5, 1, 3)])
-def test_batch_norm_2d_matches_torch_values_and_gradients(shape):
-    g = torch.Generator().manual_seed(0)
-    x = (torch.randn(shape, generator=g, dtype=torch.float64) * 3 + 2).requires_grad_()
-    gamma = torch.randn(shape[1], generator=g, dtype=torch.float64).requires_grad_()
-    beta = torch.randn(shape[1], generator=g, dtype=torch.float64).requires_grad_()
-    ours = vgg.batch_norm_2d(x, gamma, beta, eps=1e-5)
-    ref = F.batch_norm(x, None, None, gamma, beta, training=True, eps=1e-5)
-    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
-    upstream = torch.randn(shape, generator=g, dtype=torch.float64)
-    for a, b in zip(torch.autograd.grad(ours, [x, gamma, beta], upstream),
-                    torch.autograd.grad(ref, [x, gamma, beta], upstream)):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
-
-
-def test_batch_norm_2d_equals_the_training_step_of_the_layer():
-    g = torch.Generator().manual_seed(1)
-    layer = BatchNorm2d(4)
-    with torch.no_grad():
-        layer.weight.copy_(torch.randn(4, generator=g))
-        layer.bias.copy_(torch.randn(4, generator=g))
-    x = torch.randn(8, 4, 6, 6, generator=g) * 5 - 1
-    torch.testing.assert_close(vgg.batch_norm_2d(x, layer.weight, layer.bias, layer.eps), layer(x))
-
-
-def test_batch_norm_2d_normalises_each_channel_and_handles_a_constant_channel():
-    x = torch.randn(6, 3, 4, 4) * torch.tensor([1.0, 10.0, 0.1])[None, :, None, None] + 7
-    x[:, 2] = 3.0  # a constant channel: variance 0, eps keeps the division finite
-    y = vgg.batch_norm_2d(x, torch.ones(3), torch.zeros(3))
-    assert torch.isfinite(y).all()
-    torch.testing.assert_close(y.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
-    torch.testing.assert_close(y[:, :2].var(dim=(0, 2, 3), correction=0), torch.ones(2), atol=1e-3, rtol=0)
-    assert torch.equal(y[:, 2], torch.zeros_like(y[:, 2]))
-
-
-def test_batch_norm_2d_rejects_bad_shapes():
-    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
-        vgg.batch_norm_2d(torch.zeros(2, 3), torch.ones(3), torch.zeros(3))
-    with pytest.raises(ValueError, match="gamma"):
-        vgg.batch_norm_2d(torch.zeros(2, 3, 4, 4), torch.ones(4), torch.zeros(3))
 
 
 @pytest.mark.parametrize(("n", "c_in", "c_out", "k", "bias"),
@@ -93,8 +51,9 @@ def test_config_validation():
 def test_receptive_field_closed_form_and_agrees_with_the_built_model(depth):
     cfg = vgg.VGGConfig.with_depth(depth, width=2)
     n = depth // 2
-    assert vgg.receptive_field(cfg) == 6 * n + 4
-    assert cnn.receptive_field(cnn.layer_specs(vgg.VGG(cfg)))[-1][0] == vgg.receptive_field(cfg)
+    assert vgg.receptive_field_size(cfg) == 6 * n + 4
+    assert vgg.config_layer_specs(cfg) == cnn.layer_specs(vgg.VGG(cfg))  # the specs, without building the model
+    assert cnn.receptive_field(cnn.layer_specs(vgg.VGG(cfg)))[-1][0] == vgg.receptive_field_size(cfg)
 
 
 def test_receptive_field_is_measured_by_gradients():
@@ -105,9 +64,9 @@ def test_receptive_field_is_measured_by_gradients():
     inputs = torch.randn(4, 1, 56, 56, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     erf = cnn.effective_receptive_field(model.features, (1, 56, 56), inputs=inputs)
     rows, cols = torch.nonzero(erf > 0, as_tuple=True)
-    assert rows.max() - rows.min() + 1 <= vgg.receptive_field(cfg)
-    assert cols.max() - cols.min() + 1 <= vgg.receptive_field(cfg)
-    assert rows.max() - rows.min() + 1 > vgg.receptive_field(cfg) - 4  # reaches (almost) the edges
+    assert rows.max() - rows.min() + 1 <= vgg.receptive_field_size(cfg)
+    assert cols.max() - cols.min() + 1 <= vgg.receptive_field_size(cfg)
+    assert rows.max() - rows.min() + 1 > vgg.receptive_field_size(cfg) - 4  # reaches (almost) the edges
 
 
 @pytest.mark.parametrize("head", ["flatten", "gap"])

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from companion import ops, vit
+from companion import layers, ops, vit
 from companion.train import count_parameters
 
 
@@ -76,100 +76,6 @@ def test_patch_embedding_equals_strided_conv(p):
     conv = F.conv2d(x, w, b, stride=p).flatten(2).transpose(1, 2)  # [B, D, gh, gw] -> [B, N, D]
     torch.testing.assert_close(pe(x), conv, atol=1e-5, rtol=1e-5)
     assert pe(x).shape == (2, (28 // p) ** 2, 16)
-
-
-# ----------------------------------------------------------------------------- position encodings
-
-
-def test_sinusoidal_closed_form_values():
-    pe = vit.sinusoidal_encoding(5, 4)
-    assert pe.shape == (5, 4) and pe.dtype == torch.float32
-    torch.testing.assert_close(pe[0], torch.tensor([0.0, 1.0, 0.0, 1.0]))
-    m = torch.arange(5.0)
-    torch.testing.assert_close(pe[:, 0], torch.sin(m))  # w_0 = 1
-    torch.testing.assert_close(pe[:, 3], torch.cos(m / 100.0))  # w_1 = 10000^(-2/4) = 1/100
-    torch.testing.assert_close(vit.sincos_1d(torch.arange(5), 4), pe)
-
-
-def test_sinusoidal_dot_product_depends_only_on_offset():
-    pe = vit.sinusoidal_encoding(64, 32).double()
-    gram = pe @ pe.T
-    for offset in (0, 1, 5, 17):
-        diag = torch.diagonal(gram, offset)
-        torch.testing.assert_close(diag, torch.full_like(diag, diag[0].item()), atol=1e-4, rtol=0)
-    assert torch.allclose(torch.diagonal(gram), torch.full((64,), 16.0, dtype=torch.float64), atol=1e-4)  # |PE|^2 = dim/2
-
-
-def test_sincos_2d_splits_rows_and_columns():
-    h, w, dim = 3, 5, 8
-    pe = vit.sincos_2d(h, w, dim)
-    assert pe.shape == (15, 8)
-    rows = vit.sinusoidal_encoding(h, dim // 2)
-    cols = vit.sinusoidal_encoding(w, dim // 2)
-    for t in range(h * w):
-        torch.testing.assert_close(pe[t], torch.cat([rows[t // w], cols[t % w]]))
-    with pytest.raises(ValueError, match="divisible by 4"):
-        vit.sincos_2d(2, 2, 6)
-    with pytest.raises(ValueError, match="even dim"):
-        vit.sinusoidal_encoding(4, 3)
-
-
-def test_rotary_preserves_norms_and_matches_complex_multiplication():
-    x = _randn(3, 10, 8, dtype=torch.float64)
-    angles = vit.rope_angles_1d(torch.arange(10), 8).double()
-    y = vit.apply_rotary(x, angles)
-    torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))
-    z = torch.view_as_complex(x.reshape(3, 10, 4, 2).contiguous()) * torch.polar(torch.ones_like(angles), angles)
-    torch.testing.assert_close(y, torch.view_as_real(z).reshape(3, 10, 8))
-    with pytest.raises(ValueError, match="needs angles"):
-        vit.apply_rotary(x, angles[:, :3])
-
-
-def test_rope_2d_scores_depend_only_on_the_2d_offset():
-    h = w = 6
-    q, k = _randn(1, 16, dtype=torch.float64), _randn(1, 16, seed=1, dtype=torch.float64)
-    rq = vit.apply_rope_2d(q.expand(h * w, 16), h, w)  # the same query placed at every grid cell
-    rk = vit.apply_rope_2d(k.expand(h * w, 16), h, w)
-    scores = (rq @ rk.T).reshape(h, w, h, w)  # scores[r1, c1, r2, c2]
-    for dr, dc in [(0, 0), (1, 2), (-2, 1), (3, -3)]:
-        vals = torch.stack([scores[r, c, r + dr, c + dc] for r in range(h) for c in range(w)
-                            if 0 <= r + dr < h and 0 <= c + dc < w])
-        torch.testing.assert_close(vals, torch.full_like(vals, vals[0].item()), atol=1e-6, rtol=1e-6)  # float32 angles
-    assert scores[0, 0, 0, 1] != pytest.approx(scores[0, 0, 1, 0].item())  # rows and columns are told apart
-
-
-# ----------------------------------------------------------------------------- attention
-
-
-@pytest.mark.parametrize("heads", [1, 4])
-def test_multi_head_attention_equals_torch(heads):
-    torch.manual_seed(0)
-    theirs = nn.MultiheadAttention(32, heads, batch_first=True)
-    ours = vit.MultiHeadAttention(32, heads).load_torch(theirs)
-    assert count_parameters(ours) == count_parameters(theirs) == 4 * 32 * 32 + 4 * 32
-    x = _randn(3, 11, 32)
-    out, attn = ours(x, return_attention=True)
-    ref, ref_attn = theirs(x, x, x, need_weights=True, average_attn_weights=False)
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(attn, ref_attn, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(ours(x), ref, atol=1e-5, rtol=1e-5)
-    mask = torch.rand(11, 11, generator=torch.Generator().manual_seed(1)) > 0.3
-    mask.fill_diagonal_(True)
-    ref_masked, _ = theirs(x, x, x, attn_mask=~mask, need_weights=False)  # torch: True = may NOT attend
-    torch.testing.assert_close(ours(x, attn_mask=mask), ref_masked, atol=1e-5, rtol=1e-5)
-
-
-def test_load_torch_rejects_a_mismatch():
-    with pytest.raises(ValueError, match="need nn.MultiheadAttention"):
-        vit.MultiHeadAttention(32, 4).load_torch(nn.MultiheadAttention(32, 2))
-
-
-def test_attention_without_positions_is_permutation_equivariant():
-    torch.manual_seed(0)
-    mha = vit.MultiHeadAttention(16, 2)
-    x = _randn(2, 9, 16)
-    perm = torch.randperm(9, generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(mha(x[:, perm]), mha(x)[:, perm], atol=1e-6, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- the ViT
@@ -267,19 +173,6 @@ def test_small_cnn_shapes_and_size():
     assert count_parameters(cnn) == 20_490
 
 
-def test_random_shift_moves_content_and_is_seeded():
-    x = torch.zeros(64, 1, 9, 9)
-    x[:, :, 4, 4] = 1.0
-    y = vit.random_shift(x, 2, torch.Generator().manual_seed(0))
-    assert torch.equal(y.sum(dim=(1, 2, 3)), torch.ones(64))  # the dot stays inside the frame
-    where = y[:, 0].flatten(1).argmax(1)
-    rows, cols = where // 9, where % 9
-    assert rows.min() >= 2 and rows.max() <= 6 and cols.min() >= 2 and cols.max() <= 6
-    assert len(set(where.tolist())) > 10  # shifts differ between images
-    assert torch.equal(y, vit.random_shift(x, 2, torch.Generator().manual_seed(0)))
-    assert vit.random_shift(x, 0) is x
-
-
 def test_train_classifier_learns_a_toy_problem_and_is_deterministic():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(256, 1, 28, 28, generator=g) * 0.1
@@ -306,7 +199,7 @@ def test_train_classifier_learns_a_toy_problem_and_is_deterministic():
 
 def test_ops_attention_is_what_the_module_uses():
     torch.manual_seed(0)
-    mha = vit.MultiHeadAttention(16, 2)
+    mha = layers.MultiHeadAttention(16, 2)
     x = _randn(1, 5, 16)
     q, k, v = mha.qkv(x).reshape(1, 5, 3, 2, 8).permute(2, 0, 3, 1, 4)
     heads = ops.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, 5, 16)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .. import mlp
+from .. import losses, mlp
 from . import exercise, expect_close
 
 
@@ -28,7 +28,7 @@ def _logit_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     ]
 
 
-@exercise("02.1", "stable log-softmax", reference=mlp.log_softmax)
+@exercise("02.1", "stable log-softmax", reference=losses.log_softmax)
 def check_log_softmax(fn: Callable[[torch.Tensor], torch.Tensor]) -> str:
     cases = [(name, z) for name, z, _ in _logit_cases()]
     cases.append(("a batch of sequences [2, 3, 5] (softmax over the last dim)",
@@ -40,7 +40,7 @@ def check_log_softmax(fn: Callable[[torch.Tensor], torch.Tensor]) -> str:
     return f"matches torch.log_softmax on {len(cases)} inputs incl. logits of ±1000 (max error {worst:.1e})"
 
 
-@exercise("02.2", "cross-entropy from logits", reference=mlp.cross_entropy)
+@exercise("02.2", "cross-entropy from logits", reference=losses.cross_entropy)
 def check_cross_entropy(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
     worst = 0.0
     for name, z, y in _logit_cases():
@@ -49,7 +49,7 @@ def check_cross_entropy(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     return f"matches F.cross_entropy on 4 batches incl. logits of ±1000 (max error {worst:.1e})"
 
 
-@exercise("02.3", "the gradient of cross-entropy w.r.t. the logits", reference=mlp.cross_entropy_grad)
+@exercise("02.3", "the gradient of cross-entropy w.r.t. the logits", reference=losses.cross_entropy_grad)
 def check_cross_entropy_grad(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
     worst = 0.0
     for name, z, y in _logit_cases():

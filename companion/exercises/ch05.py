@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import init, vgg
+from .. import init, layers, vgg
 from . import exercise, expect_close
 
 
@@ -54,7 +54,7 @@ def check_kaiming_std(fn: Callable[[tuple, str], float]) -> str:
             "nn.init.kaiming_normal_ draws weights with that std")
 
 
-@exercise("05.2", "batch normalisation, training mode", reference=vgg.batch_norm_2d)
+@exercise("05.2", "batch normalisation, training mode", reference=layers.batch_norm_2d)
 def check_batch_norm(fn: Callable[..., torch.Tensor]) -> str:
     g = torch.Generator().manual_seed(52)
     cases = [

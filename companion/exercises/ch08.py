@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from companion import ops, vit
+from companion import layers, ops, vit
 from companion.exercises import exercise, expect_close
 
 
@@ -54,14 +54,14 @@ def check_patchify(fn: Callable[..., torch.Tensor]) -> str:
     return f"equals F.unfold(x, p, stride=p).transpose(1, 2) on 5 inputs (p = 1 to whole image); patch 1 of the ramp = {first}"
 
 
-@exercise("08.3", "Sinusoidal position encoding", reference=vit.sinusoidal_encoding)
+@exercise("08.3", "Sinusoidal position encoding", reference=layers.sinusoidal_encoding)
 def check_sinusoidal(fn: Callable[..., torch.Tensor]) -> str:
     pe = fn(8, 6)
-    expect_close("sinusoidal_encoding(8, 6)", pe, vit.sinusoidal_encoding(8, 6))
+    expect_close("sinusoidal_encoding(8, 6)", pe, layers.sinusoidal_encoding(8, 6))
     zero = fn(1, 4)
     expect_close("position 0 is (sin 0, cos 0, ...) = (0, 1, 0, 1)", zero, torch.tensor([[0.0, 1.0, 0.0, 1.0]]))
     for n, dim in [(50, 16), (3, 2), (196, 64)]:
-        expect_close(f"sinusoidal_encoding({n}, {dim})", fn(n, dim), vit.sinusoidal_encoding(n, dim), atol=1e-5)
+        expect_close(f"sinusoidal_encoding({n}, {dim})", fn(n, dim), layers.sinusoidal_encoding(n, dim), atol=1e-5)
     pe = fn(40, 32).double()
     gram = pe @ pe.T  # <PE[m], PE[n]> = sum_i cos((m - n) w_i): a function of m - n only
     expect_close("<PE[m], PE[n]> depends only on m - n", gram[10, 3], float(gram[27, 20]), atol=1e-4)

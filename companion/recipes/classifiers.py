@@ -15,11 +15,12 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .. import data
+from ..augment import ShiftedDataset
 from ..cnn import LeNet, LeNetConfig
 from ..mlp import MLP
 from ..mlp import train_classifier as train_mlp_classifier
 from ..profile import Profile, seed_everything
-from ..resnet import ResNet, ResNetConfig, _ShiftedDataset, evaluate
+from ..resnet import ResNet, ResNetConfig, evaluate
 from ..resnet import train_classifier as train_resnet_classifier
 from ..vit import ViT, ViTConfig
 from ..vit import train_classifier as train_vit_classifier
@@ -111,7 +112,7 @@ def train_resnet_mnist(profile: Profile) -> tuple[ResNet, dict[str, Any]]:
     steps = epochs * (len(train) // RESNET_BATCH)
     seed_everything(profile.seed)
     model = build_resnet_mnist()
-    shifted = _ShiftedDataset(train, max_shift=2, seed=1)
+    shifted = ShiftedDataset(train, max_shift=2, seed=1)
     history = train_resnet_classifier(model, shifted, steps=steps, lr=RESNET_LR, weight_decay=RESNET_WEIGHT_DECAY,
                                       batch_size=RESNET_BATCH, warmup=min(200, steps // 10), seed=profile.seed,
                                       device=profile.device, desc=f"resnet_mnist ({profile.name})")
