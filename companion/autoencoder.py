@@ -14,7 +14,7 @@ Read top to bottom:
 * reconstruction losses as likelihoods: :func:`bce_per_image` (Bernoulli) and :func:`mse_per_image` (Gaussian);
 * corruption for denoising: :func:`mask_pixels` and :func:`add_noise` (``"gaussian"``, ``"masking"``,
   ``"salt_pepper"``) and the denoising objective :func:`denoising_loss` (Vincent et al. 2008);
-* training: :func:`train_autoencoder`, a thin wrapper of ``companion.train.fit`` (tqdm, history);
+* the training objective: :func:`reconstruction_loss` (plain or denoising), for ``companion.train.train_autoencoder``;
 * what a latent space is good for: :func:`encode_dataset`, :func:`fit_gaussian`, :func:`sample_gaussian`
   (decode random codes), and the sample scores :func:`classifier_scores` and :func:`nearest_distance`,
   gathered by :func:`evaluate_samples`.
@@ -37,7 +37,6 @@ from torch import Tensor, nn
 
 from . import losses
 from .ops import conv_output_size, conv_transpose_output_size
-from .train import History, fit
 
 __all__ = [
     "NOISE_KINDS",
@@ -60,9 +59,9 @@ __all__ = [
     "nearest_distance",
     "output_padding_for",
     "pca_reconstruct",
+    "reconstruction_loss",
     "sample_gaussian",
     "subspace_overlap",
-    "train_autoencoder",
 ]
 
 NOISE_KINDS = ("gaussian", "masking", "salt_pepper")
@@ -479,7 +478,7 @@ def denoising_loss(model: nn.Module, x: Tensor, kind: str = "gaussian", level: f
 
 
 # ----------------------------------------------------------------------------------------------
-# Training
+# The training objective (the loop is ``companion.train.train_autoencoder``)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -497,80 +496,35 @@ def _device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
-class _Batches:
-    """Shuffled mini-batches ``(x[idx],)`` of a tensor, a fresh permutation every pass (seeded).
+def reconstruction_loss(loss: str = "bce", noise: tuple[str, float] | None = None,
+                        seed: int = 0) -> Callable[[nn.Module, Sequence[Tensor]], Tensor]:
+    """The training objective ``loss_fn(model, batch) -> loss`` of an autoencoder, for ``companion.train``.
 
-    Slicing one tensor is much faster than a ``DataLoader`` that fetches and collates items one at a time,
-    which dominates the step time of a model as small as a linear autoencoder.
-    """
-
-    def __init__(self, x: Tensor, batch_size: int, seed: int) -> None:
-        self.x, self.batch_size = x, min(batch_size, len(x))
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.x) // self.batch_size  # drop the last incomplete batch
-
-    def __iter__(self):
-        perm = torch.randperm(len(self.x), generator=self.gen)
-        for i in range(len(self)):
-            yield (self.x[perm[i * self.batch_size:(i + 1) * self.batch_size]],)
-
-
-def train_autoencoder(model: nn.Module, data: Any, steps: int, batch_size: int = 64, lr: float = 2e-3,
-                      loss: str = "bce", noise: tuple[str, float] | None = None, seed: int = 0,
-                      device: str | torch.device | None = None, log_every: int = 10, desc: str = "autoencoder",
-                      progress: bool = True, eval_fn: Callable[[nn.Module], dict[str, float]] | None = None,
-                      ) -> History:
-    """Train an autoencoder for ``steps`` Adam steps with ``companion.train.fit`` (tqdm bar, :class:`History`).
-
-    Args:
-        model: maps images to logits (``loss="bce"``) or to reconstructions (``loss="mse"``), same shape
-            for a :class:`ConvAutoencoder`, flat ``[B, D]`` for a :class:`LinearAutoencoder`.
-        data: training images (a tensor ``[N, ...]`` or a ``TensorDataset``; labels are ignored).
-        steps: optimiser steps (the loader cycles through the data as often as needed).
-        batch_size, lr: mini-batch size and Adam's learning rate (cosine-decayed to 0 over ``steps``).
-        loss: ``"bce"`` (Bernoulli, nats per image) or ``"mse"`` (squared error summed per image).
-        noise: ``(kind, level)`` to train a denoising autoencoder (:func:`denoising_loss`); ``None`` for a
-            plain one.
-        seed: seeds the initial shuffle and the corruption.
-        device: defaults to the model's device.
-        log_every: record a train row every this many steps.
-        desc: the progress bar's label.
-        progress: show the tqdm bar.
-        eval_fn: called (no gradients, eval mode) after every pass over the data; its metrics become eval rows.
-
-    Returns:
-        the :class:`History`; its train rows hold ``loss`` (per image, on the training batch).
+    ``loss="bce"``: :func:`bce_per_image` of the model's logits (nats per image); ``"mse"``: :func:`mse_per_image`
+    of its reconstruction (which may be flat, ``[B, D]``). ``noise=(kind, level)`` makes it a denoising
+    autoencoder's :func:`denoising_loss` (bce only), its corruption drawn from a generator seeded with
+    ``seed + 1`` on the batch's device (made at the first call). The mean over the batch is returned.
 
     Introduced in chapter 09.
     """
     if loss not in ("bce", "mse"):
         raise ValueError(f"loss must be 'bce' or 'mse', got {loss!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
     if noise is not None and loss != "bce":
         raise ValueError("a denoising autoencoder is trained with loss='bce' here")
-    x = _images(data)
-    device = torch.device(device) if device is not None else _device(model)
-    model.to(device)
-    loader = _Batches(x, batch_size, seed)
-    epochs = math.ceil(steps / len(loader))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    gen = torch.Generator(device=device).manual_seed(seed + 1) if noise is not None else None
+    gen: list[torch.Generator] = []
 
     def loss_fn(m: nn.Module, batch: Sequence[Tensor]) -> Tensor:
         xb = batch[0]
         if noise is not None:
-            return denoising_loss(m, xb, noise[0], noise[1], gen)
+            if not gen:
+                gen.append(torch.Generator(device=xb.device).manual_seed(seed + 1))
+            return denoising_loss(m, xb, noise[0], noise[1], gen[0])
         out = m(xb)
         if loss == "bce":
             return bce_per_image(out, xb).mean()
         return mse_per_image(out, xb.reshape(out.shape)).mean()
 
-    return fit(model, loader, loss_fn, opt, epochs=epochs, device=device, seed=seed, scheduler=sched,
-               max_steps=steps, log_every=log_every, progress=progress, desc=desc, eval_fn=eval_fn)
+    return loss_fn
 
 
 # ----------------------------------------------------------------------------------------------

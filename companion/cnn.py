@@ -539,8 +539,9 @@ def train_hub_lenet(profile: str = "cpu") -> tuple[LeNet, dict[str, Any]]:
     Introduced in chapter 04.
     """
     from . import data
-    from .mlp import train_classifier
+    from .mlp import cross_entropy
     from .profile import seed_everything
+    from .train import train_classifier
 
     if profile not in HUB_SCHEDULE:
         raise ValueError(f"profile must be one of {sorted(HUB_SCHEDULE)}, got {profile!r}")
@@ -550,8 +551,8 @@ def train_hub_lenet(profile: str = "cpu") -> tuple[LeNet, dict[str, Any]]:
     seed_everything(0)
     model = build_hub_lenet()
     history, acc = train_classifier(model, train, test, epochs=epochs, batch_size=HUB_BATCH, lr=HUB_LR,
-                                    weight_decay=HUB_WEIGHT_DECAY, seed=0, device=device,
-                                    desc=f"lenet_mnist ({profile})")
+                                    weight_decay=HUB_WEIGHT_DECAY, seed=0, criterion=cross_entropy,
+                                    device=device, desc=f"lenet_mnist ({profile})")
     info = {
         "description": f"LeNet-5 (ReLU, max pooling, 28x28 with padding 2) on MNIST, chapter 04: AdamW lr "
                        f"{HUB_LR:g}, weight decay {HUB_WEIGHT_DECAY:g}, cosine decay, batch {HUB_BATCH}, "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import importlib
 import json
 import os
@@ -28,14 +27,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from .train import atomic_save
+from .checkpoints import (
+    WEIGHTS_DIR,
+    CheckpointError,
+    atomic_save,
+    atomic_write_text,
+    load_weights,
+    read_card,
+    sha256,
+)
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+CHECKPOINT_DIR = WEIGHTS_DIR
 CARD_FIELDS = ("name", "description", "data", "steps", "profile", "hardware", "metrics", "torch_version", "sha256")
-
-
-class CheckpointError(RuntimeError):
-    """An unknown checkpoint name, a missing file or a hash mismatch."""
 
 
 @dataclass(frozen=True)
@@ -85,15 +88,6 @@ def available() -> list[str]:
     return sorted(RECIPES)
 
 
-def sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def paths(name: str, directory: str | os.PathLike | None = None) -> tuple[Path, Path]:
     """``(weights, card)`` paths of checkpoint ``name``."""
     _check_name(name)
@@ -107,7 +101,7 @@ def card(name: str, directory: str | os.PathLike | None = None) -> dict[str, Any
     if not card_path.is_file():
         raise CheckpointError(f"checkpoint {name!r} has no card at {card_path}; retrain it: "
                               f"python -m companion.hub retrain {name}")
-    return json.loads(card_path.read_text())
+    return read_card(card_path)
 
 
 def load(name: str, directory: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
@@ -116,17 +110,8 @@ def load(name: str, directory: str | os.PathLike | None = None) -> dict[str, tor
     Raises:
         CheckpointError: unknown name, missing file, or a hash that differs from the card.
     """
-    weights, _ = paths(name, directory)
-    info = card(name, directory)
-    if not weights.is_file():
-        raise CheckpointError(f"checkpoint {name!r}: weights file {weights} is missing; retrain it: "
-                              f"python -m companion.hub retrain {name}")
-    digest = sha256(weights)
-    if digest != info.get("sha256"):
-        raise CheckpointError(f"checkpoint {name!r}: sha256 of {weights} is {digest[:12]}…, the card says "
-                              f"{str(info.get('sha256'))[:12]}… — the file is corrupted or was changed without "
-                              f"its card; retrain it: python -m companion.hub retrain {name}")
-    return torch.load(weights, map_location="cpu", weights_only=True)
+    _check_name(name)
+    return load_weights(name, directory)
 
 
 def load_model(name: str, directory: str | os.PathLike | None = None) -> nn.Module:
@@ -173,7 +158,7 @@ def save(name: str, model: nn.Module, info: dict[str, Any], profile: str,
         "retrain": f"python -m companion.hub retrain {name} --profile {profile}",
         "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d"),
     }
-    card_path.write_text(json.dumps(new_card, indent=2) + "\n")
+    atomic_write_text(json.dumps(new_card, indent=2) + "\n", card_path)
     return new_card
 
 

@@ -9,7 +9,8 @@ Read top to bottom, smallest piece first (the nanoGPT order):
   hand, the only backward pass in the course that is not left to autograd;
 * layers and models: :class:`Linear` (own parameters, Kaiming/LeCun initialisation), :class:`SoftmaxRegression`,
   :class:`MLP`;
-* the chapter's experiments: :func:`permute_pixels`, :func:`shift_images`, :func:`train_classifier`;
+* the chapter's experiments: :func:`permute_pixels`, :func:`shift_images` (training is
+  ``companion.train.train_classifier``);
 * the shipped checkpoint ``mlp_mnist``: :func:`build_hub_mlp` and :func:`train_hub_mlp` (see ``companion.hub``).
 
 Shapes: images ``[B, C, H, W]``, flattened images ``[B, D]`` with ``D = C*H*W``, logits ``[B, K]``, labels
@@ -39,7 +40,6 @@ __all__ = [
     "permute_pixels",
     "shift_images",
     "softmax",
-    "train_classifier",
     "train_hub_mlp",
 ]
 
@@ -437,56 +437,6 @@ def shift_images(x: Tensor, dx: int, dy: int) -> Tensor:
     return out
 
 
-def train_classifier(model: nn.Module, train: Any, test: Any, *, epochs: int = 1, batch_size: int = 128,
-                     lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0, max_steps: int | None = None,
-                     device: str | torch.device = "cpu", progress: bool = True, desc: str = "train",
-                     log_every: int = 10, eval_every: int = 1) -> tuple[Any, float]:
-    """Train a classifier with AdamW on :func:`cross_entropy`; return ``(history, test_accuracy)``.
-
-    A thin wrapper around :func:`companion.train.fit`: a shuffled loader seeded with ``seed`` (same seed →
-    same batch order), the test accuracy after every ``eval_every`` epochs (``history`` eval key
-    ``"test_accuracy"``), and a cosine learning-rate decay to 0 over the run.
-
-    Args:
-        model: maps ``x [B, ...]`` to logits ``[B, K]``.
-        train, test: datasets of ``(x, y)`` (e.g. ``TensorDataset``).
-        epochs, batch_size, lr, weight_decay, max_steps: the usual.
-        seed: seeds the batch order (the model's initialisation is the caller's).
-        eval_every: measure the test accuracy every this many epochs (always after the last one).
-
-    Introduced in chapter 02.
-    """
-    from torch.utils.data import DataLoader
-
-    from .train import accuracy, fit
-
-    if eval_every < 1:
-        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
-    train_loader = DataLoader(train, batch_size=batch_size, shuffle=True)
-    test_loader = DataLoader(test, batch_size=1000)
-    total = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-
-    def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x, y = batch
-        logits = m(x)
-        return cross_entropy(logits, y), {"acc": (logits.argmax(-1) == y).float().mean().item()}
-
-    epoch = 0
-
-    def eval_fn(m: nn.Module) -> dict[str, float]:
-        nonlocal epoch
-        epoch += 1
-        last = epoch == epochs or (max_steps is not None and epoch * len(train_loader) >= max_steps)
-        return {"test_accuracy": accuracy(m, test_loader)} if last or epoch % eval_every == 0 else {}
-
-    history = fit(model, train_loader, loss_fn, opt, epochs=epochs, device=device, seed=seed,
-                  eval_fn=eval_fn, scheduler=sched,
-                  max_steps=max_steps, progress=progress, desc=desc, log_every=log_every)
-    return history, history.last("test_accuracy")
-
-
 # ----------------------------------------------------------------------------------------------
 # The shipped checkpoint ``mlp_mnist`` (companion.hub recipe)
 # ----------------------------------------------------------------------------------------------
@@ -515,6 +465,7 @@ def train_hub_mlp(profile: str = "cpu") -> tuple[MLP, dict[str, Any]]:
     """
     from . import data
     from .profile import seed_everything
+    from .train import train_classifier
 
     if profile not in ("ci", "cpu", "gpu"):
         raise ValueError(f"profile must be 'ci', 'cpu' or 'gpu', got {profile!r}")
@@ -524,7 +475,7 @@ def train_hub_mlp(profile: str = "cpu") -> tuple[MLP, dict[str, Any]]:
     seed_everything(0)
     model = build_hub_mlp()
     history, acc = train_classifier(model, train, test, epochs=epochs, lr=1e-3, weight_decay=1e-4, seed=0,
-                                    device=device, desc=f"mlp_mnist ({profile})")
+                                    criterion=cross_entropy, device=device, desc=f"mlp_mnist ({profile})")
     steps = int(history.train[-1]["step"])
     info = {
         "description": f"MLP {'-'.join(map(str, HUB_SIZES))} (ReLU) on MNIST, chapter 02: AdamW lr 1e-3, "

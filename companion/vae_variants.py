@@ -14,8 +14,8 @@ Read top to bottom:
   information gap :func:`mig` (Chen et al. 2018), with :func:`shapes_factor_matrix` for ``data.shapes``;
 * :class:`CVAE` — q(z | x, y) and p(x | y, z) (Sohn et al. 2015), :meth:`CVAE.sample` and :func:`style_transfer`;
 * anomaly detection: :func:`negative_elbo`, :func:`iwae_nll`, a rank-based :func:`auroc` (Mann–Whitney U) and
-  the held-out-digit experiment :func:`heldout_anomaly`;
-* training: :func:`train_vae` (a thin wrapper around ``companion.train.fit``);
+  the held-out-digit experiment's scores :func:`anomaly_scores` (the models train with
+  ``companion.train.train_vae(..., objective="loss")``, on :meth:`BetaVAE.loss`);
 * the shipped checkpoint ``cvae_mnist``: :func:`build_hub_cvae`, :func:`train_hub_cvae` and
   :func:`conditional_accuracy` (samples judged by chapter 04's LeNet);
 * the shipped checkpoint ``betavae_shapes``: :class:`BetaSweep` (one conv β-VAE per β), :func:`build_hub_betavae`,
@@ -35,10 +35,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from .losses import bernoulli_log_likelihood, gaussian_kl, log_mean_exp, log_normal, log_standard_normal
-from .train import History, fit
 from .vae import bernoulli_elbo, encode_means, reparameterize, traverse
 
 __all__ = [
@@ -61,7 +59,7 @@ __all__ = [
     "cvae_elbo",
     "discretize",
     "entropy",
-    "heldout_anomaly",
+    "anomaly_scores",
     "iwae_nll",
     "kl_per_dim",
     "latent_traversal",
@@ -74,7 +72,6 @@ __all__ = [
     "style_transfer",
     "train_hub_betavae",
     "train_hub_cvae",
-    "train_vae",
 ]
 
 
@@ -730,52 +727,22 @@ def auroc(scores: Tensor, labels: Tensor) -> float:
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-def heldout_anomaly(digit: int, x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor,
-                    config: VAEConfig | None = None, epochs: int = 5, batch_size: int = 128, lr: float = 1e-3,
-                    seed: int = 0, n_samples: int = 4, progress: bool = True) -> dict[str, Any]:
-    """Train a VAE on every class but ``digit``, score the test set by -ELBO, and measure the AUROC.
+def anomaly_scores(model: BetaVAE, digit: int, x_test: Tensor, y_test: Tensor, n_samples: int = 4,
+                   seed: int = 0) -> dict[str, Any]:
+    """Score a test set by -ELBO under a VAE trained without ``digit``, and measure the AUROC.
 
-    The held-out digit plays the anomaly (label 1), all other test digits the normal data (label 0).
+    The held-out digit plays the anomaly (label 1), all other test digits the normal data (label 0); the
+    ELBO averages ``n_samples`` posterior samples drawn from a generator seeded with ``seed``.
 
     Returns:
-        ``{"digit", "auroc", "scores" [N], "is_anomaly" [N] bool, "history", "model"}``. Introduced in chapter 11.
+        ``{"digit", "auroc", "scores" [N], "is_anomaly" [N] bool}``. Introduced in chapter 11.
     """
-    keep = y_train != digit
     if not bool((y_test == digit).any()):
         raise ValueError(f"the test set has no digit {digit}")
-    torch.manual_seed(seed)
-    model = BetaVAE(config or VAEConfig(latent_dim=16, hidden=(256,)), beta=1.0)
-    history = train_vae(model, x_train[keep], epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                        progress=progress, desc=f"VAE without {digit}")
     scores = negative_elbo(model, x_test, n_samples=n_samples, generator=torch.Generator().manual_seed(seed))
     is_anomaly = y_test == digit
     return {"digit": int(digit), "auroc": auroc(scores, is_anomaly.long()), "scores": scores,
-            "is_anomaly": is_anomaly, "history": history, "model": model}
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def train_vae(model: BetaVAE, x: Tensor, y: Tensor | None = None, *, epochs: int = 1, batch_size: int = 128,
-              lr: float = 1e-3, max_steps: int | None = None, seed: int = 0, progress: bool = True,
-              desc: str = "VAE", log_every: int = 10) -> History:
-    """Train a (β-, conditional) VAE with Adam on its :meth:`BetaVAE.loss`; returns the :class:`History`.
-
-    A thin wrapper around :func:`companion.train.fit`: a loader shuffled from ``seed``, train metrics
-    ``loss`` (the β-weighted negative ELBO), ``rec`` and ``kl`` (nats per image). Introduced in chapter 11.
-    """
-    conditional = model.config.num_classes > 0
-    if conditional and y is None:
-        raise ValueError("a conditional VAE trains on (x, y): pass the labels y")
-    ds = TensorDataset(x, y) if conditional else TensorDataset(x)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-
-    def loss_fn(m: nn.Module, batch: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        return m.loss(batch[0], batch[1] if conditional else None)
-
-    return fit(model, loader, loss_fn, opt, epochs=epochs, seed=seed, max_steps=max_steps, progress=progress,
-               desc=desc, log_every=log_every)
+            "is_anomaly": is_anomaly}
 
 
 # ----------------------------------------------------------------------------- the shipped checkpoint
@@ -823,6 +790,7 @@ def train_hub_cvae(profile: str = "cpu") -> tuple[CVAE, dict[str, Any]]:
     ``test_neg_elbo`` (nats) on the evaluation split. Introduced in chapter 11.
     """
     from . import data, hub
+    from .train import train_vae
 
     if profile not in HUB_SCHEDULE:
         raise ValueError(f"profile must be one of {sorted(HUB_SCHEDULE)}, got {profile!r}")
@@ -831,8 +799,8 @@ def train_hub_cvae(profile: str = "cpu") -> tuple[CVAE, dict[str, Any]]:
     device = "cuda" if profile == "gpu" and torch.cuda.is_available() else "cpu"
     model = build_hub_cvae().to(device)
     x, y = train.tensors
-    history = train_vae(model, x.to(device), y.to(device), epochs=epochs, batch_size=HUB_BATCH, lr=HUB_LR,
-                        seed=0, desc=f"cvae_mnist ({profile})")
+    history = train_vae(model, x.to(device), y.to(device), objective="loss", epochs=epochs, batch_size=HUB_BATCH,
+                        lr=HUB_LR, seed=0, desc=f"cvae_mnist ({profile})")
     model = model.cpu().eval()
     acc, _ = conditional_accuracy(model, hub.load_model("lenet_mnist"), n_per_class=100, seed=0)
     xt, yt = test.tensors
@@ -939,6 +907,7 @@ def train_hub_betavae(profile: str = "cpu") -> tuple[BetaSweep, dict[str, Any]]:
     latent, rate, distortion and active latents. Introduced in chapter 11.
     """
     from . import data
+    from .train import train_vae
 
     if profile not in SHAPES_SCHEDULE:
         raise ValueError(f"profile must be one of {sorted(SHAPES_SCHEDULE)}, got {profile!r}")
@@ -952,8 +921,8 @@ def train_hub_betavae(profile: str = "cpu") -> tuple[BetaSweep, dict[str, Any]]:
     metrics: dict[str, Any] = {}
     epochs = math.ceil(steps * SHAPES_BATCH / n_train) + 1
     for beta, model in zip(sweep.betas, sweep.models):
-        train_vae(model, x.to(device), epochs=epochs, max_steps=steps, batch_size=SHAPES_BATCH, lr=SHAPES_LR,
-                  seed=0, desc=f"betavae_shapes beta={beta:g} ({profile})", log_every=100)
+        train_vae(model, x.to(device), objective="loss", epochs=epochs, max_steps=steps, batch_size=SHAPES_BATCH,
+                  lr=SHAPES_LR, seed=0, desc=f"betavae_shapes beta={beta:g} ({profile})", log_every=100)
         r = measure_disentanglement(model.cpu().eval(), x_eval, factors)
         m = r["mig"]
         metrics[f"beta_{beta:g}"] = {

@@ -14,7 +14,7 @@ Read top to bottom:
 * the classifier :class:`ViT` (CLS token or mean pooling) and its cost, :func:`vit_flops`;
 * looking inside: :func:`attention_rollout` (Abnar & Zuidema 2020) and :func:`attention_maps`;
 * the chapter's experiments: :class:`SmallCNN` (the baseline with a convolutional bias),
-  :func:`random_shift`, :func:`train_classifier`;
+  :func:`random_shift` (the augmentation passed to ``companion.train.train_classifier``);
 * the shipped checkpoint ``vit_mnist``: :func:`build_hub_vit` and :func:`train_hub_vit` (see ``companion.hub``).
 
 Shapes: images ``[B, C, H, W]``; tokens ``[B, T, D]`` (``T = N`` patches, plus one with a CLS token); per head
@@ -24,7 +24,6 @@ row-major (token ``t`` sits at grid row ``t // w``, column ``t % w``). Introduce
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,7 +33,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
-from .optim import lambda_schedule, warmup_cosine
 
 __all__ = [
     "HUB_CONFIG",
@@ -57,7 +55,6 @@ __all__ = [
     "sincos_1d",
     "sincos_2d",
     "sinusoidal_encoding",
-    "train_classifier",
     "train_hub_vit",
     "unpatchify",
     "vit_flops",
@@ -630,52 +627,6 @@ def random_shift(images: Tensor, max_shift: int, generator: torch.Generator | No
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def train_classifier(model: nn.Module, train: Any, test: Any | None = None, *, steps: int, batch_size: int = 128,
-                     lr: float = 1e-3, weight_decay: float = 0.05, warmup: int = 0, max_shift: int = 0,
-                     seed: int = 0, device: str | torch.device = "cpu", eval_each_epoch: bool = False,
-                     progress: bool = True, desc: str = "train", log_every: int = 10) -> tuple[Any, float | None]:
-    """Train a classifier for exactly ``steps`` steps with AdamW, linear warm-up and cosine decay.
-
-    A thin wrapper around :func:`companion.train.fit`: shuffled batches seeded with ``seed``, optional random
-    shifts (``max_shift`` pixels), cross-entropy, the learning rate rising linearly for ``warmup`` steps and
-    then following ``0.5 (1 + cos(pi t))`` to 0. The history's last train row holds ``wall_s``.
-
-    Returns:
-        ``(history, test accuracy)``; the accuracy is None without ``test``. Introduced in chapter 08.
-    """
-    from torch.utils.data import DataLoader
-
-    from .train import accuracy, fit
-
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=g, drop_last=len(train) > batch_size)
-    test_loader = DataLoader(test, batch_size=500) if test is not None else None
-    epochs = math.ceil(steps / len(loader))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-
-    sched = lambda_schedule(opt, lambda t: warmup_cosine(t, steps, min(warmup, steps), lr))
-    aug = torch.Generator().manual_seed(seed + 1)
-
-    def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x, y = batch
-        logits = m(random_shift(x, max_shift, aug))
-        return F.cross_entropy(logits, y), {"acc": (logits.argmax(-1) == y).float().mean().item()}
-
-    eval_fn = None
-    if eval_each_epoch and test_loader is not None:
-        def eval_fn(m: nn.Module) -> dict[str, float]:
-            return {"test_accuracy": accuracy(m, test_loader)}
-
-    history = fit(model, loader, loss_fn, opt, epochs=epochs, device=device, seed=seed, eval_fn=eval_fn,
-                  scheduler=sched, max_steps=steps, progress=progress, desc=desc, log_every=log_every)
-    acc = None
-    if test_loader is not None:
-        acc = history.last("test_accuracy") if eval_fn is not None else accuracy(model, test_loader)
-    return history, acc
-
-
 # ----------------------------------------------------------------------------------------------
 # The shipped checkpoint ``vit_mnist`` (companion.hub recipe)
 # ----------------------------------------------------------------------------------------------
@@ -701,8 +652,11 @@ def train_hub_vit(profile: str = "cpu") -> tuple[ViT, dict[str, Any]]:
 
     Introduced in chapter 08.
     """
+    import functools
+
     from . import data
     from .profile import seed_everything
+    from .train import train_classifier
 
     if profile not in ("ci", "cpu", "gpu"):
         raise ValueError(f"profile must be 'ci', 'cpu' or 'gpu', got {profile!r}")
@@ -713,8 +667,10 @@ def train_hub_vit(profile: str = "cpu") -> tuple[ViT, dict[str, Any]]:
     seed_everything(0)
     model = build_hub_vit()
     history, acc = train_classifier(model, train, test, steps=steps, lr=2e-3, weight_decay=0.05,
-                                    warmup=min(500, steps // 10), max_shift=2, seed=0, device=device,
-                                    eval_each_epoch=profile != "ci", desc=f"vit_mnist ({profile})")
+                                    schedule="warmup_cosine", warmup=min(500, steps // 10),
+                                    augment=functools.partial(random_shift, max_shift=2), shuffle_seed=True,
+                                    drop_last=True, eval_every=1 if profile != "ci" else None,
+                                    eval_batch_size=500, seed=0, device=device, desc=f"vit_mnist ({profile})")
     n_train = len(train)
     offline = "offline" in desc
     note = (" Trained offline on 8,000 images only (the MNIST training split is not available here): a ViT has "

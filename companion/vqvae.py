@@ -11,10 +11,10 @@ Read top to bottom (smallest piece first, the nanoGPT order):
 * :class:`VectorQuantizer`, the layer: nearest code, straight-through gradient, codebook + commitment loss, an
   optional EMA codebook and dead-code reset;
 * :class:`VQVAE` (with :class:`VQVAEConfig`): a convolutional encoder from a 28x28 image to a 7x7 grid of code
-  vectors and a transposed-convolution decoder back; :func:`vqvae_loss`, :func:`train_vqvae`,
-  :func:`evaluate_vqvae`;
+  vectors and a transposed-convolution decoder back; :func:`vqvae_loss` (trained by
+  ``companion.train.train_vqvae``), :func:`evaluate_vqvae`;
 * :class:`CodePrior` (with :class:`PriorConfig`): a tiny causal transformer over the 49 code indices of an image,
-  read in raster order, with :meth:`CodePrior.sample`; :func:`prior_loss`, :func:`train_prior`;
+  read in raster order, with :meth:`CodePrior.sample`; :func:`prior_loss` (``companion.train.train_prior``);
 * the shipped checkpoints ``vqvae_mnist`` and ``vqvae_prior_mnist`` (see ``companion.hub``):
   :func:`build_hub_vqvae` / :func:`train_hub_vqvae` and :func:`build_hub_prior` / :func:`train_hub_prior`.
 
@@ -59,8 +59,6 @@ __all__ = [
     "straight_through",
     "train_hub_prior",
     "train_hub_vqvae",
-    "train_prior",
-    "train_vqvae",
     "vqvae_loss",
 ]
 
@@ -444,30 +442,6 @@ def vqvae_loss(model: VQVAE, batch: Any) -> tuple[Tensor, dict[str, float]]:
                         "perplexity": perplexity(indices, K)}
 
 
-def train_vqvae(model: VQVAE, train: Any, *, steps: int, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
-                device: str | torch.device = "cpu", progress: bool = True, desc: str = "VQ-VAE",
-                log_every: int = 10) -> Any:
-    """Train a :class:`VQVAE` for exactly ``steps`` steps (Adam, short warm-up, cosine decay) with :func:`fit`.
-
-    ``train`` is a dataset of ``(image, label)`` pairs (labels unused). Returns the :class:`History` (train rows
-    hold ``loss``, ``recon``, ``vq``, ``usage``, ``perplexity``). Introduced in chapter 12.
-    """
-    from torch.utils.data import DataLoader
-
-    from .optim import lambda_schedule, warmup_cosine
-    from .train import fit
-
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=g, drop_last=len(train) > batch_size)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    warmup = min(steps // 20, 100)
-    sched = lambda_schedule(opt, lambda t: warmup_cosine(t, steps, warmup, lr, min_lr=lr / 20))
-    return fit(model, loader, vqvae_loss, opt, epochs=math.ceil(steps / len(loader)), device=device, seed=seed,
-               scheduler=sched, max_steps=steps, progress=progress, desc=desc, log_every=log_every)
-
-
 @torch.no_grad()
 def evaluate_vqvae(model: VQVAE, x: Tensor, batch_size: int = 500) -> dict[str, float]:
     """Held-out metrics of a :class:`VQVAE` on images ``x [N, 1, 28, 28]`` (eval mode, codebook untouched).
@@ -652,31 +626,6 @@ def evaluate_prior(model: CodePrior, indices: Tensor, batch_size: int = 500) -> 
     return {"nats_per_token": per_token, "bits_per_image": per_token * model.config.seq_len / math.log(2)}
 
 
-def train_prior(model: CodePrior, indices: Tensor, *, steps: int, batch_size: int = 128, lr: float = 1e-3,
-                weight_decay: float = 0.01, seed: int = 0, device: str | torch.device = "cpu", progress: bool = True,
-                desc: str = "prior", log_every: int = 10) -> Any:
-    """Train a :class:`CodePrior` on code grids ``indices [N, H, W]`` for ``steps`` steps (AdamW, cosine decay).
-
-    Returns the :class:`History` (train rows hold ``loss`` in nats per token and ``bits_per_image``).
-    Introduced in chapter 12.
-    """
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from .optim import lambda_schedule, warmup_cosine
-    from .train import fit
-
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    data = TensorDataset(indices.long())
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=g, drop_last=len(data) > batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    warmup = min(steps // 20, 100)
-    sched = lambda_schedule(opt, lambda t: warmup_cosine(t, steps, warmup, lr, min_lr=lr / 20))
-    return fit(model, loader, prior_loss, opt, epochs=math.ceil(steps / len(loader)), device=device, seed=seed,
-               scheduler=sched, max_steps=steps, progress=progress, desc=desc, log_every=log_every)
-
-
 # ----------------------------------------------------------------------------------------------
 # The shipped checkpoints ``vqvae_mnist`` and ``vqvae_prior_mnist`` (companion.hub recipes)
 # ----------------------------------------------------------------------------------------------
@@ -710,12 +659,13 @@ def train_hub_vqvae(profile: str = "cpu") -> tuple[VQVAE, dict[str, Any]]:
     split: codebook usage, perplexity, reconstruction MSE and BCE per pixel. Introduced in chapter 12.
     """
     from . import data
+    from .train import train_vqvae
 
     device = _check_profile(profile)
     train, test, desc = data.mnist_splits(profile, n_train=2000 if profile == "ci" else None)
     steps = _HUB_STEPS[profile]
     model = build_hub_vqvae()
-    history = train_vqvae(model, train, steps=steps, batch_size=_BATCH, lr=2e-3, seed=0, device=device,
+    history = train_vqvae(model, train, vqvae_loss, steps=steps, batch_size=_BATCH, lr=2e-3, seed=0, device=device,
                           desc=f"vqvae_mnist ({profile})")
     model = model.cpu().eval()
     m = evaluate_vqvae(model, test.tensors[0])
@@ -751,6 +701,7 @@ def train_hub_prior(profile: str = "cpu") -> tuple[CodePrior, dict[str, Any]]:
     in bits per image (49 tokens) against the uniform prior's ``49 log2 K``. Introduced in chapter 12.
     """
     from . import data, hub
+    from .train import train_prior
 
     device = _check_profile(profile)
     vq = hub.load_model("vqvae_mnist")
@@ -759,7 +710,7 @@ def train_hub_prior(profile: str = "cpu") -> tuple[CodePrior, dict[str, Any]]:
     train_idx, test_idx = encode_dataset(vq, train.tensors[0]), encode_dataset(vq, test.tensors[0])
     steps = _PRIOR_STEPS[profile]
     model = build_hub_prior()
-    history = train_prior(model, train_idx, steps=steps, batch_size=_BATCH, lr=1e-3, seed=0, device=device,
+    history = train_prior(model, train_idx, prior_loss, steps=steps, batch_size=_BATCH, lr=1e-3, seed=0, device=device,
                           desc=f"vqvae_prior_mnist ({profile})")
     model = model.cpu().eval()
     m = evaluate_prior(model, test_idx)
