@@ -107,10 +107,13 @@ def _torch_load(path: Path, what: str, advice: str) -> Any:
         raise CheckpointError(f"{what} {path} does not exist; {advice}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, garbage bytes, pickled code, ...: all mean "not a good file"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{what} {path} cannot be read ({type(e).__name__}: {first[:120]}); it is truncated, "
-                              f"corrupted or not a plain tensor file: {advice}") from None
+    except Exception:  # truncated zip, garbage bytes, pickled code, ...: all mean "not a good file"
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            zipped = f.read(2) == b"PK"  # torch.save writes a zip archive
+        kind = ("a torch file cut short or damaged" if zipped else "not a file torch.save wrote, or one holding "
+                "more than tensors and plain values")
+        raise CheckpointError(f"{what} {path} cannot be read ({size} bytes, {kind}): {advice}") from None
 
 
 def save_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:

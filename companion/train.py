@@ -318,6 +318,8 @@ def fit(
                 save(epoch, k, epoch_rng)
             if max_steps is not None and step >= max_steps:
                 stopped = per_epoch is None or k < per_epoch
+                if not stopped:  # finish the pass as an uninterrupted run would (a sampler may draw at its end)
+                    next(batches, None)
                 break
         if stopped:  # the epoch is unfinished: a resumed run continues it from here
             save(epoch, k, epoch_rng)

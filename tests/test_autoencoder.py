@@ -10,6 +10,7 @@ from torch import nn
 
 from companion import autoencoder as ae
 from companion import ops
+from companion import train as trainlib
 
 
 def _rand(*shape, seed=0):
@@ -125,7 +126,7 @@ def test_linear_autoencoder_approaches_pca():
     pca_err = ae.mse_per_image(pca.reconstruct(x, 3), x).mean().item()
     torch.manual_seed(0)
     m = ae.LinearAutoencoder(10, 3)
-    ae.train_autoencoder(m, x, steps=400, batch_size=300, lr=0.02, loss="mse", progress=False)
+    trainlib.train_autoencoder(m, x, ae.reconstruction_loss("mse"), steps=400, batch_size=300, lr=0.02, progress=False)
     with torch.no_grad():
         err = ae.mse_per_image(m(x), x).mean().item()
     assert pca_err * (1 - 1e-3) <= err < 1.05 * pca_err  # Eckart-Young: never better; Baldi-Hornik: reaches it
@@ -192,7 +193,8 @@ def test_train_autoencoder_reduces_loss_and_is_deterministic():
     def run(noise=None):
         torch.manual_seed(0)
         m = ae.ConvAutoencoder(ae.AEConfig.tiny())
-        h = ae.train_autoencoder(m, x, steps=30, batch_size=32, lr=1e-2, noise=noise, progress=False, log_every=1)
+        h = trainlib.train_autoencoder(m, x, ae.reconstruction_loss(noise=noise), steps=30, batch_size=32, lr=1e-2,
+                                       progress=False, log_every=1)
         return m, [r["loss"] for r in h.train if "loss" in r]
 
     m1, l1 = run()
@@ -202,9 +204,11 @@ def test_train_autoencoder_reduces_loss_and_is_deterministic():
     _, l3 = run(("masking", 0.3))
     assert l3 != l1
     with pytest.raises(ValueError):
-        ae.train_autoencoder(m1, x, steps=0)
+        trainlib.train_autoencoder(m1, x, ae.reconstruction_loss(), steps=0)
     with pytest.raises(ValueError):
-        ae.train_autoencoder(m1, x, steps=1, loss="l1")
+        ae.reconstruction_loss("l1")
+    with pytest.raises(ValueError, match="denoising"):
+        ae.reconstruction_loss("mse", noise=("masking", 0.1))
 
 
 def test_gaussian_fit_and_sampling():
