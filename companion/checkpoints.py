@@ -17,6 +17,7 @@ import glob
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -107,13 +108,18 @@ def _torch_load(path: Path, what: str, advice: str) -> Any:
         raise CheckpointError(f"{what} {path} does not exist; {advice}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # truncated zip, garbage bytes, pickled code, ...: all mean "not a good file"
+    except Exception as e:  # truncated zip, garbage bytes, pickled code, ...: all mean "not a good file"
         size = path.stat().st_size
         with open(path, "rb") as f:
             zipped = f.read(2) == b"PK"  # torch.save writes a zip archive
-        kind = ("a torch file cut short or damaged" if zipped else "not a file torch.save wrote, or one holding "
-                "more than tensors and plain values")
-        raise CheckpointError(f"{what} {path} cannot be read ({size} bytes, {kind}): {advice}") from None
+        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e):
+            kind = ("it holds Python objects other than tensors and plain values, which a weights only load refuses "
+                    "(code in a checkpoint is never run)")
+        elif zipped:
+            kind = "a torch file cut short or damaged"
+        else:
+            kind = "not a file torch.save wrote"
+        raise CheckpointError(f"{what} {path} cannot be read ({size} bytes; {kind}): {advice}") from None
 
 
 def save_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:

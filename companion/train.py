@@ -1,8 +1,15 @@
-"""A small, readable training loop: seeded, device-aware, with progress bars, history and checkpoints.
+"""A small, readable training loop: seeded, device-aware, with progress bars, history and exact resume.
 
 The loop is deliberately plain (no callbacks framework): a chapter passes a model, a data loader, an
 optimiser and a ``loss_fn(model, batch) -> loss`` (or ``(loss, metrics)``); :func:`fit` returns a
-:class:`History` that :func:`companion.plot.plot_history` draws. Introduced in chapter 02.
+:class:`History` that :func:`companion.plot.plot_history` draws. :func:`fit` also averages weights (``ema``),
+stops early with the best weights restored (``patience``), calls a per-step hook (``on_step``) and writes
+resumable checkpoints that continue a run bit for bit, mid-epoch included.
+
+On top of it, "dataset in, trained model out": :func:`train_model` (loader, optimiser, schedule), and the
+chapters' recipes as thin wrappers that reach a model only through its methods or a loss passed in:
+:func:`train_classifier` (chapters 02, 04, 07, 08) with :func:`evaluate_classifier`, :func:`train_autoencoder`
+(09), :func:`train_vae` (10, 11), :func:`train_vqvae` and :func:`train_prior` (12). Introduced in chapter 02.
 """
 
 from __future__ import annotations
@@ -654,7 +661,8 @@ def train_classifier(
     if test_loader is not None and eval_every is not None:
         per_epoch = len(_loader(train, batch_size, seed, shuffle_seed, drop_last))
         n_epochs = epochs if epochs is not None else math.ceil(steps / per_epoch)  # type: ignore[operator]
-        seen = 0
+        resuming = resume and checkpoint is not None and Path(checkpoint).is_file()
+        seen = int(load_state(checkpoint)["epoch"]) if resuming else 0  # epochs already evaluated
 
         def eval_fn(m: nn.Module) -> dict[str, float]:
             nonlocal seen

@@ -270,3 +270,30 @@ def test_train_classifier_returns_none_without_test_and_checks_its_arguments():
         train.train_classifier(model, _problem(), steps=0)
     with pytest.raises(ValueError, match="eval_every"):
         train.train_classifier(model, _problem(), _problem(), epochs=1, eval_every=0)
+
+
+def test_train_classifier_resumes_exactly_with_augmentation_and_evaluation(tmp_path):
+    calls = []
+
+    def shift(x, generator=None, crash_at=None):
+        calls.append(1)
+        if len(calls) == crash_at:
+            raise KeyboardInterrupt("simulated crash")
+        return x + 0.05 * torch.randn(x.shape, generator=generator)
+
+    def run(crash_at=None, **kw):
+        calls.clear()
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
+        hist, acc = train.train_classifier(model, _problem(), _problem(64, seed=1), epochs=4, batch_size=48,
+                                           augment=lambda x, generator: shift(x, generator, crash_at),
+                                           eval_every=2, progress=False, **kw)
+        return model, hist, acc
+
+    full, h_full, acc_full = run()
+    with pytest.raises(KeyboardInterrupt):  # 6 batches per epoch: the last checkpoint is mid-epoch 3, step 14
+        run(crash_at=17, checkpoint=tmp_path / "c.pt", checkpoint_every=7)
+    resumed, h_res, acc_res = run(checkpoint=tmp_path / "c.pt", resume=True, checkpoint_every=7)
+    _same(full, resumed)
+    assert acc_full == acc_res and h_full.eval == h_res.eval
+    assert [r["epoch"] for r in h_res.eval if "test_accuracy" in r] == [2, 4]
