@@ -15,9 +15,7 @@ Read top to bottom:
   ``companion.losses.mse_per_image`` (Gaussian);
 * corruption for denoising: :func:`mask_pixels` and :func:`add_noise` (``"gaussian"``, ``"masking"``,
   ``"salt_pepper"``) and the denoising objective :func:`denoising_loss` (Vincent et al. 2008);
-* batched passes over a data set, shared by the Part II modules: :func:`as_images`, :func:`model_device` and
-  :func:`map_batches` (eval mode, no gradients, results on the CPU);
-* training: :func:`train_autoencoder`, a thin wrapper of ``companion.train.fit`` (tqdm, history);
+* the training objective: :func:`reconstruction_loss` (plain or denoising), for ``companion.train.train_autoencoder``;
 * what a latent space is good for: :func:`encode_dataset`, :func:`decode_images`, :func:`fit_gaussian` and
   :func:`sample_gaussian` (decode random codes; ``companion.metrics.evaluate_samples`` scores them).
 
@@ -28,7 +26,6 @@ Introduced in chapter 09.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,33 +34,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .batching import as_images, check_input, map_batches
 from .losses import bce_per_image, mse_per_image
 from .ops import conv_output_size, conv_transpose_output_size
-from .train import History, fit
 
 __all__ = [
-    "NOISE_KINDS",
-    "PCA",
     "AEConfig",
     "ConvAutoencoder",
     "ConvDecoder",
     "ConvEncoder",
     "LinearAutoencoder",
+    "NOISE_KINDS",
+    "PCA",
     "add_noise",
-    "as_images",
-    "check_input",
     "decode_images",
     "denoising_loss",
     "encode_dataset",
     "fit_gaussian",
-    "map_batches",
     "mask_pixels",
-    "model_device",
     "output_padding_for",
     "pca_reconstruct",
+    "reconstruction_loss",
     "sample_gaussian",
     "subspace_overlap",
-    "train_autoencoder",
 ]
 
 NOISE_KINDS = ("gaussian", "masking", "salt_pepper")
@@ -462,155 +455,39 @@ def denoising_loss(model: nn.Module, x: Tensor, kind: str = "gaussian", level: f
 
 
 # ----------------------------------------------------------------------------------------------
-# Batched passes over a data set (shared by the Part II modules)
+# The training objective (the loop is ``companion.train.train_autoencoder``)
 # ----------------------------------------------------------------------------------------------
 
 
-def as_images(data: Any) -> Tensor:
-    """Images ``[N, ...]`` from a tensor or a ``TensorDataset`` (its first tensor; labels are ignored).
+def reconstruction_loss(loss: str = "bce", noise: tuple[str, float] | None = None,
+                        seed: int = 0) -> Callable[[nn.Module, Sequence[Tensor]], Tensor]:
+    """The training objective ``loss_fn(model, batch) -> loss`` of an autoencoder, for ``companion.train``.
 
-    Introduced in chapter 09.
-    """
-    if isinstance(data, Tensor):
-        return data
-    tensors = getattr(data, "tensors", None)
-    if tensors is None:
-        raise TypeError(f"expected a tensor or a TensorDataset, got {type(data).__name__}")
-    return tensors[0]
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of ``model``'s first parameter (the CPU for a model without parameters). Chapter 09."""
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
-
-
-@torch.no_grad()
-def map_batches(model: nn.Module, fn: Callable[..., Any], *tensors: Tensor | None, batch_size: int = 500) -> Any:
-    """``fn(*batch)`` over batches of ``tensors`` (moved to ``model``'s device), concatenated on the CPU.
-
-    ``model`` is put in eval mode for the pass and given back its mode afterwards; no gradients are kept.
-    ``None`` stands in for a missing tensor (e.g. the labels of an unconditional model) and is passed as
-    ``None``. ``fn`` returns a tensor ``[b, ...]`` or a tuple of them; the result is ``[N, ...]`` (or a tuple).
-    Introduced in chapter 09.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = len(next(t for t in tensors if t is not None))
-    device, was = model_device(model), model.training
-    model.eval()
-    try:
-        outs = [fn(*(None if t is None else t[i:i + batch_size].to(device) for t in tensors))
-                for i in range(0, n, batch_size)]
-    finally:
-        model.train(was)
-    if isinstance(outs[0], tuple):
-        return tuple(torch.cat([o[j].cpu() for o in outs]) for j in range(len(outs[0])))
-    return torch.cat([o.cpu() for o in outs])
-
-
-def check_input(who: str, name: str, x: Any, shape: Sequence[int | None], like: Tensor | None = None) -> None:
-    """Raise at the door when ``x`` is not a floating tensor of ``shape`` (``None``: any size there).
-
-    ``like`` (a model parameter) adds a dtype check, so a float64 batch for a float32 model fails here, with
-    both dtypes named, instead of deep inside a matrix product. ``TypeError`` for a wrong type or dtype,
-    ``ValueError`` for a wrong shape; the message names ``who``, the argument, what was expected and what came.
-    Introduced in chapter 09.
-    """
-    want = "[" + ", ".join("B" if i == 0 and s is None else "*" if s is None else str(s)
-                           for i, s in enumerate(shape)) + "]"
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{who}: {name} must be a tensor {want}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{who}: {name} must be a floating-point tensor, got {x.dtype}")
-    if like is not None and x.dtype != like.dtype:
-        raise TypeError(f"{who}: {name} has dtype {x.dtype} but the model's parameters are {like.dtype} "
-                        f"(convert one of them: x.to({like.dtype}) or model.to({x.dtype}))")
-    if x.ndim != len(shape) or any(s is not None and x.shape[i] != s for i, s in enumerate(shape)):
-        raise ValueError(f"{who}: {name} must be {want}, got {list(x.shape)}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------------
-
-
-_images, _device = as_images, model_device  # the names the training wrapper below uses
-
-
-class _Batches:
-    """Shuffled mini-batches ``(x[idx],)`` of a tensor, a fresh permutation every pass (seeded).
-
-    Slicing one tensor is much faster than a ``DataLoader`` that fetches and collates items one at a time,
-    which dominates the step time of a model as small as a linear autoencoder.
-    """
-
-    def __init__(self, x: Tensor, batch_size: int, seed: int) -> None:
-        self.x, self.batch_size = x, min(batch_size, len(x))
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.x) // self.batch_size  # drop the last incomplete batch
-
-    def __iter__(self):
-        perm = torch.randperm(len(self.x), generator=self.gen)
-        for i in range(len(self)):
-            yield (self.x[perm[i * self.batch_size:(i + 1) * self.batch_size]],)
-
-
-def train_autoencoder(model: nn.Module, data: Any, steps: int, batch_size: int = 64, lr: float = 2e-3,
-                      loss: str = "bce", noise: tuple[str, float] | None = None, seed: int = 0,
-                      device: str | torch.device | None = None, log_every: int = 10, desc: str = "autoencoder",
-                      progress: bool = True, eval_fn: Callable[[nn.Module], dict[str, float]] | None = None,
-                      ) -> History:
-    """Train an autoencoder for ``steps`` Adam steps with ``companion.train.fit`` (tqdm bar, :class:`History`).
-
-    Args:
-        model: maps images to logits (``loss="bce"``) or to reconstructions (``loss="mse"``), same shape
-            for a :class:`ConvAutoencoder`, flat ``[B, D]`` for a :class:`LinearAutoencoder`.
-        data: training images (a tensor ``[N, ...]`` or a ``TensorDataset``; labels are ignored).
-        steps: optimiser steps (the loader cycles through the data as often as needed).
-        batch_size, lr: mini-batch size and Adam's learning rate (cosine-decayed to 0 over ``steps``).
-        loss: ``"bce"`` (Bernoulli, nats per image) or ``"mse"`` (squared error summed per image).
-        noise: ``(kind, level)`` to train a denoising autoencoder (:func:`denoising_loss`); ``None`` for a
-            plain one.
-        seed: seeds the initial shuffle and the corruption.
-        device: defaults to the model's device.
-        log_every: record a train row every this many steps.
-        desc: the progress bar's label.
-        progress: show the tqdm bar.
-        eval_fn: called (no gradients, eval mode) after every pass over the data; its metrics become eval rows.
-
-    Returns:
-        the :class:`History`; its train rows hold ``loss`` (per image, on the training batch).
+    ``loss="bce"``: :func:`bce_per_image` of the model's logits (nats per image); ``"mse"``: :func:`mse_per_image`
+    of its reconstruction (which may be flat, ``[B, D]``). ``noise=(kind, level)`` makes it a denoising
+    autoencoder's :func:`denoising_loss` (bce only), its corruption drawn from a generator seeded with
+    ``seed + 1`` on the batch's device (made at the first call). The mean over the batch is returned.
 
     Introduced in chapter 09.
     """
     if loss not in ("bce", "mse"):
         raise ValueError(f"loss must be 'bce' or 'mse', got {loss!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
     if noise is not None and loss != "bce":
         raise ValueError("a denoising autoencoder is trained with loss='bce' here")
-    x = _images(data)
-    device = torch.device(device) if device is not None else _device(model)
-    model.to(device)
-    loader = _Batches(x, batch_size, seed)
-    epochs = math.ceil(steps / len(loader))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    gen = torch.Generator(device=device).manual_seed(seed + 1) if noise is not None else None
+    gen: list[torch.Generator] = []
 
     def loss_fn(m: nn.Module, batch: Sequence[Tensor]) -> Tensor:
         xb = batch[0]
         if noise is not None:
-            return denoising_loss(m, xb, noise[0], noise[1], gen)
+            if not gen:
+                gen.append(torch.Generator(device=xb.device).manual_seed(seed + 1))
+            return denoising_loss(m, xb, noise[0], noise[1], gen[0])
         out = m(xb)
         if loss == "bce":
             return bce_per_image(out, xb).mean()
         return mse_per_image(out, xb.reshape(out.shape)).mean()
 
-    return fit(model, loader, loss_fn, opt, epochs=epochs, device=device, seed=seed, scheduler=sched,
-               max_steps=steps, log_every=log_every, progress=progress, desc=desc, eval_fn=eval_fn)
+    return loss_fn
 
 
 # ----------------------------------------------------------------------------------------------

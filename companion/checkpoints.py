@@ -1,4 +1,4 @@
-"""Files that survive a crash: atomic writes, hashes, checkpoint cards and verified weights.
+"""Files that survive a crash: atomic writes, hashes, training states, checkpoint cards and verified weights.
 
 A shipped checkpoint ``NAME`` is a card ``NAME.json`` in :data:`WEIGHTS_DIR` and the weights file it names
 (``card["weights"]``, ``NAME.pt`` when the card does not say). The card holds the weights' sha256;
@@ -7,15 +7,19 @@ A shipped checkpoint ``NAME`` is a card ``NAME.json`` in :data:`WEIGHTS_DIR` and
 
 :func:`write_checkpoint` can be killed at any moment and leaves the old or the new checkpoint loadable: the
 new weights go to a new, content-addressed file ``NAME-<sha12>.pt``; the card, rewritten atomically, is the
-single commit point; old weights are removed only after it. Introduced in chapter 02.
+single commit point; old weights are removed only after it. :func:`save_state` / :func:`load_state` hold a
+resumable training state (model, optimiser, scheduler, random generators, counters) as a plain dict. Every
+failure to read a file raises :class:`CheckpointError` naming the file and what to do. Introduced in chapter 02.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
 import os
+import pickle
 import re
 import uuid
 from pathlib import Path
@@ -48,6 +52,8 @@ def _atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and one ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in glob.glob(glob.escape(str(path.parent / f".{path.name}.")) + "*.tmp"):  # a killed writer's
+        Path(stale).unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -61,16 +67,18 @@ def _atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
     _fsync_dir(path.parent)
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save(obj, path)`` that never leaves a half-written ``path``: the old file or the new one."""
     buf = io.BytesIO()
     torch.save(obj, buf)
     _atomic_write_bytes(buf.getvalue(), path)
+    return Path(path)
 
 
-def atomic_write_text(text: str, path: str | os.PathLike) -> None:
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically: a reader sees the old content or the new, never a mix."""
     _atomic_write_bytes(text.encode("utf-8"), path)
+    return Path(path)
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -80,6 +88,45 @@ def sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _torch_load(path: Path, what: str, advice: str) -> Any:
+    """``torch.load(weights_only=True)``, turning every failure into one clear :class:`CheckpointError`."""
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist; {advice}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, garbage bytes, pickled code, ...: all mean "not a good file"
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            zipped = f.read(2) == b"PK"  # torch.save writes a zip archive
+        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e):
+            kind = ("it holds Python objects other than tensors and plain values, which a weights only load refuses "
+                    "(code in a checkpoint is never run)")
+        elif zipped:
+            kind = "a torch file cut short or damaged"
+        else:
+            kind = "not a file torch.save wrote"
+        raise CheckpointError(f"{what} {path} cannot be read ({size} bytes; {kind}): {advice}") from None
+
+def save_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write a resumable training state (a dict of tensors, numbers, strings, lists, dicts) atomically."""
+    if not isinstance(state, dict):
+        raise TypeError(f"save_state expects a dict, got {type(state).__name__}")
+    return atomic_save(state, path)
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a state written by :func:`save_state` (``weights_only=True``: data, never code).
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupted or not a dict; the message names it.
+    """
+    path = Path(path)
+    state = _torch_load(path, "training state", "delete it to start the run afresh, or restore a good copy")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"training state {path} holds a {type(state).__name__}, not a dict; delete it to "
+                              "start the run afresh")
+    return state
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
@@ -141,11 +188,12 @@ def load_weights(name: str, directory: str | os.PathLike | None = None) -> dict[
         raise CheckpointError(f"checkpoint {name!r}: sha256 of {weights} is {digest[:12]}…, its card {cp} says "
                               f"{str(card.get('sha256'))[:12]}… — the file is corrupted or was changed without "
                               f"its card; retrain it: python -m companion.hub retrain {name}")
-    try:
-        return torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {name!r}: {weights} cannot be loaded with weights_only=True "
-                              f"({type(e).__name__}: {str(e)[:200]})") from e
+    retrain = f"retrain it: python -m companion.hub retrain {name}"
+    state = _torch_load(weights, f"checkpoint {name!r}: weights file", retrain)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {name!r}: {weights} holds a {type(state).__name__}, not a state_dict; "
+                              f"{retrain}")
+    return state
 
 
 def _stale_files(name: str, directory: Path, keep: str | None) -> list[Path]:

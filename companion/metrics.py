@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .autoencoder import map_batches
+from .batching import map_batches
 from .train import accuracy
 
 __all__ = [

@@ -9,8 +9,8 @@ Read top to bottom, smallest piece first (the nanoGPT order):
   hand, the only backward pass in the course that is not left to autograd;
 * layers and models: :class:`Linear` (own parameters, Kaiming/LeCun initialisation), :class:`SoftmaxRegression`,
   :class:`MLP`;
-* the chapter's experiments: :func:`permute_pixels` (shifts: ``companion.augment.shift``),
-  :func:`train_classifier`;
+* the chapter's experiment: :func:`permute_pixels` (shifts: ``companion.augment.shift``; training:
+  ``companion.train.train_classifier``);
 
 Shapes: images ``[B, C, H, W]``, flattened images ``[B, D]`` with ``D = C*H*W``, logits ``[B, K]``, labels
 ``[B]`` (int64 in ``0..K-1``). Introduced in chapter 02.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +34,6 @@ __all__ = [
     "SoftmaxRegression",
     "mlp_forward_backward",
     "permute_pixels",
-    "train_classifier",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -288,51 +286,3 @@ def permute_pixels(x: Tensor, perm: Tensor) -> Tensor:
     return x.flatten(-2)[..., perm].reshape(x.shape)  # [B, C, H*W] → [B, C, H, W]
 
 
-def train_classifier(model: nn.Module, train: Any, test: Any, *, epochs: int = 1, batch_size: int = 128,
-                     lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0, max_steps: int | None = None,
-                     device: str | torch.device = "cpu", progress: bool = True, desc: str = "train",
-                     log_every: int = 10, eval_every: int = 1) -> tuple[Any, float]:
-    """Train a classifier with AdamW on :func:`cross_entropy`; return ``(history, test_accuracy)``.
-
-    A thin wrapper around :func:`companion.train.fit`: a shuffled loader seeded with ``seed`` (same seed →
-    same batch order), the test accuracy after every ``eval_every`` epochs (``history`` eval key
-    ``"test_accuracy"``), and a cosine learning-rate decay to 0 over the run.
-
-    Args:
-        model: maps ``x [B, ...]`` to logits ``[B, K]``.
-        train, test: datasets of ``(x, y)`` (e.g. ``TensorDataset``).
-        epochs, batch_size, lr, weight_decay, max_steps: the usual.
-        seed: seeds the batch order (the model's initialisation is the caller's).
-        eval_every: measure the test accuracy every this many epochs (always after the last one).
-
-    Introduced in chapter 02.
-    """
-    from torch.utils.data import DataLoader
-
-    from .train import accuracy, fit
-
-    if eval_every < 1:
-        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
-    train_loader = DataLoader(train, batch_size=batch_size, shuffle=True)
-    test_loader = DataLoader(test, batch_size=1000)
-    total = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-
-    def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x, y = batch
-        logits = m(x)
-        return cross_entropy(logits, y), {"acc": (logits.argmax(-1) == y).float().mean().item()}
-
-    epoch = 0
-
-    def eval_fn(m: nn.Module) -> dict[str, float]:
-        nonlocal epoch
-        epoch += 1
-        last = epoch == epochs or (max_steps is not None and epoch * len(train_loader) >= max_steps)
-        return {"test_accuracy": accuracy(m, test_loader)} if last or epoch % eval_every == 0 else {}
-
-    history = fit(model, train_loader, loss_fn, opt, epochs=epochs, device=device, seed=seed,
-                  eval_fn=eval_fn, scheduler=sched,
-                  max_steps=max_steps, progress=progress, desc=desc, log_every=log_every)
-    return history, history.last("test_accuracy")

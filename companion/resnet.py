@@ -14,8 +14,8 @@ Read top to bottom:
   bottlenecks). ``skip=False`` removes the ``+ x`` and nothing else;
 * the gradient probe :func:`gradient_norms`: one forward/backward pass on a batch, then the gradient norm of
   every main-path convolution's weight and (caught with tensor hooks) of every block's input;
-* training for the chapter's experiments: :func:`train_classifier` (SGD with momentum, warm-up + cosine) and
-  :func:`evaluate`;
+* (the chapter trains with ``companion.train.train_classifier`` — SGD with momentum, warm-up + cosine — and
+  measures with ``companion.train.evaluate_classifier``);
 
 Normalisation is ``nn.BatchNorm2d`` by default (PyTorch's fast kernel); ``norm="scratch"`` swaps in chapter 05's
 ``companion.layers.BatchNorm2d``, which has the same parameter and buffer names, so the two networks share
@@ -36,7 +36,6 @@ from torch import Tensor, nn
 
 from ._checks import _check_images
 from .layers import BatchNorm2d
-from .optim import lambda_schedule, warmup_cosine
 
 __all__ = [
     "BasicBlock",
@@ -46,11 +45,9 @@ __all__ = [
     "ShortcutA",
     "basic_block_forward",
     "block_num_params",
-    "evaluate",
     "gradient_norms",
     "projection",
     "shortcut_a",
-    "train_classifier",
 ]
 
 BLOCKS = ("basic", "bottleneck")
@@ -485,61 +482,5 @@ def gradient_norms(model: ResNet, x: Tensor, y: Tensor) -> dict[str, Tensor]:
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-
-
-def train_classifier(model: nn.Module, train: Any, *, steps: int, lr: float = 0.1, momentum: float = 0.9,
-                     weight_decay: float = 1e-4, batch_size: int = 128, warmup: int = 0, seed: int = 0,
-                     device: str | torch.device = "cpu", progress: bool = True, desc: str = "train",
-                     log_every: int = 10) -> Any:
-    """Train with SGD + momentum (the paper's optimiser) for exactly ``steps`` steps; return the ``History``.
-
-    Linear warm-up over ``warmup`` steps, then a cosine decay to 0; cross-entropy; shuffled batches whose order
-    depends only on ``seed`` (so a plain and a residual net trained with the same seed see the same batches).
-    A thin wrapper around :func:`companion.train.fit` (progress bar, loss history every ``log_every`` steps).
-
-    Introduced in chapter 07.
-    """
-    from torch.utils.data import DataLoader
-
-    from .train import fit
-
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
-                        drop_last=len(train) > batch_size)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-
-    sched = lambda_schedule(opt, lambda t: warmup_cosine(t, steps, min(warmup, steps), lr))
-
-    def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        xb, yb = batch
-        logits = m(xb)
-        return F.cross_entropy(logits, yb), {"acc": (logits.argmax(-1) == yb).float().mean().item()}
-
-    return fit(model, loader, loss_fn, opt, epochs=math.ceil(steps / len(loader)), device=device, seed=seed,
-               scheduler=sched, max_steps=steps, progress=progress, desc=desc, log_every=log_every)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset: Any, batch_size: int = 500) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` (in eval mode) over a dataset of ``(x, y)``.
-
-    Introduced in chapter 07.
-    """
-    from torch.utils.data import DataLoader
-
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    model.eval()
-    total_loss, correct, count = 0.0, 0, 0
-    for xb, yb in DataLoader(dataset, batch_size=batch_size):
-        logits = model(xb.to(device))
-        total_loss += F.cross_entropy(logits, yb.to(device), reduction="sum").item()
-        correct += (logits.argmax(-1) == yb.to(device)).sum().item()
-        count += yb.numel()
-    model.train(was_training)
-    if count == 0:
-        raise ValueError("evaluate() got an empty dataset")
-    return {"loss": total_loss / count, "accuracy": correct / count}
 
 

@@ -8,10 +8,10 @@ Read top to bottom:
 * :func:`reparameterize` (Kingma & Welling 2014, eq. 10 with ``L = 1``): ``z = mu + exp(logvar / 2) * eps``;
 * :class:`VAE`: ``encode``, ``reparameterize``, ``decode``, ``log_likelihood``, :meth:`VAE.elbo` (per example,
   with a KL weight ``beta``), :meth:`VAE.iwae_bound` (the importance-weighted bound with gradients, for training
-  with ``train_vae(iwae_k=...)``) and :meth:`VAE.sample` from the prior;
+  with ``companion.train.train_vae(iwae_k=...)``) and :meth:`VAE.sample` from the prior;
 * training: :func:`dynamic_binarize` (a fresh Bernoulli draw of every image each time it is seen),
   the KL-weight schedules :func:`beta_anneal` (linear warm-up, Bowman et al. 2016) and :func:`beta_cyclical`
-  (Fu et al. 2019), and :func:`train_vae` (tqdm, history, early stopping on a held-out slice);
+  (Fu et al. 2019), used by ``companion.train.train_vae`` (tqdm, history, early stopping on a held-out slice);
 * evaluation: :func:`evaluate_elbo` (mean ELBO, reconstruction and KL over a data set), :func:`iwae_log_weights`
   and :func:`iwae_nll` (Burda et al. 2016, eq. 8: the importance-weighted bound ``log mean_k p(x, z_k) / q(z_k | x)``,
   chunked over ``k``; also for chapter 11's conditional models), :func:`activity`, :func:`active_units`
@@ -26,9 +26,7 @@ Shapes: images ``x [B, 1, 28, 28]`` in ``[0, 1]``; latents ``z, mu, logvar [B, D
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,8 +37,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import losses
-from .autoencoder import as_images, check_input, map_batches, model_device
-from .train import History
+from .batching import as_images, check_input, map_batches, model_device
 
 __all__ = [
     "LIKELIHOODS",
@@ -64,7 +61,6 @@ __all__ = [
     "reparameterize",
     "slerp",
     "toy_gradient_samples",
-    "train_vae",
     "traversal_codes",
     "traverse",
 ]
@@ -379,9 +375,6 @@ def beta_cyclical(step: int, period: int, beta_max: float = 1.0, ratio: float = 
     return float(beta_max) * min(1.0, t)
 
 
-_images, _device = as_images, model_device  # the names the training code below uses
-
-
 @torch.no_grad()
 def evaluate_elbo(model: VAE, data: Any, beta: float = 1.0, batch_size: int = 500, binarize: bool = False,
                   seed: int = 0) -> dict[str, float]:
@@ -407,141 +400,9 @@ def evaluate_elbo(model: VAE, data: Any, beta: float = 1.0, batch_size: int = 50
     return {k: v / len(x_all) for k, v in tot.items()}
 
 
-evaluate = evaluate_elbo  # the name the training code below uses
-
-
 def _gen_for(model: nn.Module, g: torch.Generator) -> torch.Generator | None:
     """The CPU generator when the model is on the CPU; otherwise ``None`` (draw from the device's default)."""
-    return g if _device(model).type == "cpu" else None
-
-
-def train_vae(
-    model: VAE,
-    train: Any,
-    *,
-    epochs: int = 10,
-    batch_size: int = 100,
-    lr: float = 1e-3,
-    beta: float = 1.0,
-    warmup_steps: int = 0,
-    binarize: bool = True,
-    val: Any = None,
-    patience: int | None = None,
-    max_steps: int | None = None,
-    lr_decay: float | None = None,
-    weight_decay: float = 0.0,
-    ema: float | None = None,
-    iwae_k: int = 1,
-    seed: int = 0,
-    log_every: int = 10,
-    on_epoch: Callable[[int, VAE], None] | None = None,
-    progress: bool = True,
-    desc: str = "VAE",
-) -> History:
-    """Train ``model`` with Adam on ``-elbo.mean()`` and return a :class:`companion.train.History`.
-
-    Args:
-        model: the VAE (trained in place, on its current device).
-        train: images ``[N, C, H, W]`` in [0, 1] (or a ``TensorDataset``).
-        epochs, batch_size, lr, weight_decay: the usual; Adam (AdamW when ``weight_decay > 0``).
-        beta: the final KL weight; ``warmup_steps > 0`` ramps it linearly from 0 (:func:`beta_anneal`).
-        binarize: re-draw binary images every time a batch is used (:func:`dynamic_binarize`); needs a
-            Bernoulli decoder to be a likelihood.
-        val: held-out images for early stopping: after every epoch the ELBO on ``val`` (binarised once, seeded)
-            is recorded, and with ``patience`` training stops after that many epochs without improvement and
-            restores the best weights.
-        max_steps: stop after this many optimiser steps in total (the ci profile).
-        lr_decay: multiply the learning rate by this after every epoch (``None``: constant).
-        ema: keep an exponential moving average of the weights with this decay (e.g. 0.999; Polyak averaging):
-            validation, early stopping and the returned model use the averaged weights.
-        iwae_k: train on the importance-weighted bound with this many samples per image
-            (:meth:`VAE.iwae_bound`; Burda et al. 2016) instead of the one-sample ELBO; 1 is the ELBO.
-        on_epoch: ``on_epoch(epoch, model)`` after every epoch (e.g. to record a grid of samples).
-    Returns:
-        the History: train rows ``loss`` (= -ELBO at the current beta), ``rec_nll``, ``kl``, ``beta``; eval rows
-        ``val_elbo``, ``val_rec_nll``, ``val_kl`` (with ``val``) and ``best_epoch`` at the end.
-    """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-    if iwae_k < 1:
-        raise ValueError(f"iwae_k must be >= 1, got {iwae_k}")
-    x_train = _images(train)
-    x_val = _images(val) if val is not None else None
-    device = _device(model)
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    opt = (torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay) if weight_decay
-           else torch.optim.Adam(model.parameters(), lr=lr))
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay) if lr_decay else None
-    if ema is not None and not 0 < ema < 1:
-        raise ValueError(f"ema must be in (0, 1), got {ema}")
-    averaged = copy.deepcopy(model).requires_grad_(False) if ema else None
-    judged = averaged if averaged is not None else model  # the weights we validate and return
-    history = History()
-    n = len(x_train)
-    per_epoch = max(1, n // batch_size)  # drop the last partial batch
-    total = per_epoch * epochs if max_steps is None else min(per_epoch * epochs, max_steps)
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=True)
-    best, best_state, best_epoch, bad = -math.inf, None, 0, 0
-    step, started = 0, time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(n, generator=g)
-        for b in range(per_epoch):
-            if max_steps is not None and step >= max_steps:
-                break
-            x = x_train[perm[b * batch_size:(b + 1) * batch_size]]
-            if binarize:
-                x = dynamic_binarize(x, g)
-            x = x.to(device)
-            beta_now = beta_anneal(step, warmup_steps, beta)
-            if iwae_k > 1:
-                elbo, rec, kl = model.iwae_bound(x, iwae_k, beta=beta_now, generator=_gen_for(model, g))
-            else:
-                elbo, rec, kl = model.elbo(x, beta=beta_now, generator=_gen_for(model, g))
-            loss = -elbo.mean()
-            if not torch.isfinite(loss):
-                bar.close()
-                raise ValueError(f"the loss became {loss.item()} at step {step}: lower the learning rate?")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if averaged is not None:
-                with torch.no_grad():
-                    for p_avg, p in zip(averaged.parameters(), model.parameters()):
-                        p_avg.lerp_(p, 1.0 - ema)  # p_avg = ema * p_avg + (1 - ema) * p
-            step += 1
-            if step % log_every == 0 or step == 1:
-                history.train.append({"step": step, "epoch": epoch, "loss": loss.item(),
-                                      "rec_nll": -rec.mean().item(), "kl": kl.mean().item(), "beta": beta_now})
-                bar.set_postfix(loss=f"{loss.item():.1f}", kl=f"{kl.mean().item():.1f}")
-            bar.update(1)
-        if sched is not None:
-            sched.step()
-        if x_val is not None:
-            ev = evaluate(judged, x_val, beta=1.0, binarize=binarize, seed=seed + 1)
-            history.eval.append({"step": step, "epoch": epoch + 1, "val_elbo": ev["elbo"],
-                                 "val_rec_nll": -ev["rec"], "val_kl": ev["kl"]})
-            bar.set_postfix(val_elbo=f"{ev['elbo']:.2f}")
-            if ev["elbo"] > best and beta_anneal(step, warmup_steps, beta) == beta:
-                best, best_epoch, bad = ev["elbo"], epoch + 1, 0
-                best_state = copy.deepcopy(judged.state_dict())
-            elif beta_anneal(step, warmup_steps, beta) == beta:
-                bad += 1
-        if on_epoch is not None:
-            judged.eval()
-            on_epoch(epoch + 1, judged)
-        if (max_steps is not None and step >= max_steps) or (patience is not None and bad >= patience):
-            break
-    bar.close()
-    if best_state is not None and patience is not None:
-        model.load_state_dict(best_state)
-    elif averaged is not None:
-        model.load_state_dict(averaged.state_dict())
-    history.train.append({"step": step, "epoch": epoch + 1, "wall_s": time.perf_counter() - started,
-                          "best_epoch": best_epoch})
-    model.eval()
-    return history
+    return g if model_device(model).type == "cpu" else None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ Read top to bottom:
   ``companion.metrics.mig`` (the mutual information gap, Chen et al. 2018) reads;
 * :class:`CVAE` — q(z | x, y) and p(x | y, z) (Sohn et al. 2015), :meth:`CVAE.sample` and :func:`style_transfer`;
 * anomaly detection: the score :func:`negative_elbo`, ranked by ``companion.metrics.auroc``, and the
-  held-out-digit experiment :func:`heldout_anomaly`;
-* training: :func:`train_vae` (a thin wrapper around ``companion.train.fit``);
+  held-out-digit experiment's scores :func:`anomaly_scores` (the model is trained with
+  ``companion.train.train_vae(..., objective="loss")``, on :meth:`BetaVAE.loss`);
 * judging a CVAE: :func:`conditional_accuracy` (samples judged by chapter 04's LeNet);
 * the β experiment: :class:`BetaSweep` (one conv β-VAE per β, the shape of checkpoint ``betavae_shapes``) and
   :func:`measure_disentanglement` (MIG, rate, distortion, active latents).
@@ -34,12 +34,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
 
-from .autoencoder import check_input, map_batches
+from .batching import check_input, map_batches
 from .losses import bernoulli_elbo, bernoulli_log_likelihood, gaussian_kl, log_normal, log_standard_normal
 from .metrics import auroc, mig
-from .train import History, fit
 from .vae import encode_means, kl_per_dimension, reparameterize
 
 __all__ = [
@@ -51,15 +49,14 @@ __all__ = [
     "CondDecoder",
     "CondEncoder",
     "CondVAEConfig",
+    "anomaly_scores",
     "conditional_accuracy",
     "cvae_elbo",
-    "heldout_anomaly",
     "measure_disentanglement",
     "negative_elbo",
     "one_hot",
     "shapes_factor_matrix",
     "style_transfer",
-    "train_vae",
 ]
 
 
@@ -503,52 +500,7 @@ def negative_elbo(model: BetaVAE, x: Tensor, y: Tensor | None = None, n_samples:
     return map_batches(model, score, x, y, batch_size=batch_size)
 
 
-def heldout_anomaly(digit: int, x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor,
-                    config: CondVAEConfig | None = None, epochs: int = 5, batch_size: int = 128, lr: float = 1e-3,
-                    seed: int = 0, n_samples: int = 4, progress: bool = True) -> dict[str, Any]:
-    """Train a VAE on every class but ``digit``, score the test set by -ELBO, and measure the AUROC.
-
-    The held-out digit plays the anomaly (label 1), all other test digits the normal data (label 0).
-
-    Returns:
-        ``{"digit", "auroc", "scores" [N], "is_anomaly" [N] bool, "history", "model"}``. Introduced in chapter 11.
-    """
-    keep = y_train != digit
-    if not bool((y_test == digit).any()):
-        raise ValueError(f"the test set has no digit {digit}")
-    torch.manual_seed(seed)
-    model = BetaVAE(config or CondVAEConfig(latent_dim=16, hidden=(256,)), beta=1.0)
-    history = train_vae(model, x_train[keep], epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                        progress=progress, desc=f"VAE without {digit}")
-    scores = negative_elbo(model, x_test, n_samples=n_samples, generator=torch.Generator().manual_seed(seed))
-    is_anomaly = y_test == digit
-    return {"digit": int(digit), "auroc": auroc(scores, is_anomaly.long()), "scores": scores,
-            "is_anomaly": is_anomaly, "history": history, "model": model}
-
-
 # ----------------------------------------------------------------------------- training
-
-
-def train_vae(model: BetaVAE, x: Tensor, y: Tensor | None = None, *, epochs: int = 1, batch_size: int = 128,
-              lr: float = 1e-3, max_steps: int | None = None, seed: int = 0, progress: bool = True,
-              desc: str = "VAE", log_every: int = 10) -> History:
-    """Train a (β-, conditional) VAE with Adam on its :meth:`BetaVAE.loss`; returns the :class:`History`.
-
-    A thin wrapper around :func:`companion.train.fit`: a loader shuffled from ``seed``, train metrics
-    ``loss`` (the β-weighted negative ELBO), ``rec`` and ``kl`` (nats per image). Introduced in chapter 11.
-    """
-    conditional = model.config.num_classes > 0
-    if conditional and y is None:
-        raise ValueError("a conditional VAE trains on (x, y): pass the labels y")
-    ds = TensorDataset(x, y) if conditional else TensorDataset(x)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-
-    def loss_fn(m: nn.Module, batch: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        return m.loss(batch[0], batch[1] if conditional else None)
-
-    return fit(model, loader, loss_fn, opt, epochs=epochs, seed=seed, max_steps=max_steps, progress=progress,
-               desc=desc, log_every=log_every)
 
 
 # ----------------------------------------------------------------------------- judging a conditional VAE
@@ -635,3 +587,21 @@ def measure_disentanglement(model: BetaVAE, x: Tensor, factors: Tensor, bins: in
     return {"mig": mig(mu, factors, bins), "mig_sampled": mig(z, factors, bins), "mu": mu, "z": z,
             "kl_dims": kl_dims, "rate": float(kl_dims.sum()), "distortion": float(-rec.mean()),
             "active": int((kl_dims > active_threshold).sum())}
+
+
+def anomaly_scores(model: BetaVAE, digit: int, x_test: Tensor, y_test: Tensor, n_samples: int = 4,
+                   seed: int = 0) -> dict[str, Any]:
+    """Score a test set by -ELBO under a VAE trained without ``digit``, and measure the AUROC.
+
+    The held-out digit plays the anomaly (label 1), all other test digits the normal data (label 0); the
+    ELBO averages ``n_samples`` posterior samples drawn from a generator seeded with ``seed``.
+
+    Returns:
+        ``{"digit", "auroc", "scores" [N], "is_anomaly" [N] bool}``. Introduced in chapter 11.
+    """
+    if not bool((y_test == digit).any()):
+        raise ValueError(f"the test set has no digit {digit}")
+    scores = negative_elbo(model, x_test, n_samples=n_samples, generator=torch.Generator().manual_seed(seed))
+    is_anomaly = y_test == digit
+    return {"digit": int(digit), "auroc": auroc(scores, is_anomaly.long()), "scores": scores,
+            "is_anomaly": is_anomaly}

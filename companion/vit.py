@@ -13,7 +13,7 @@ Read top to bottom:
 * the classifier :class:`ViT` (CLS token or mean pooling) and its cost, :func:`vit_flops`;
 * looking inside: :func:`attention_rollout` (Abnar & Zuidema 2020) and :func:`attention_maps`;
 * the chapter's experiments: :class:`SmallCNN` (the baseline with a convolutional bias),
-  :func:`train_classifier` (random shifts from ``companion.augment``);
+  trained with ``companion.train.train_classifier`` (random shifts from ``companion.augment``);
 
 Shapes: images ``[B, C, H, W]``; tokens ``[B, T, D]`` (``T = N`` patches, plus one with a CLS token); per head
 ``[B, h, T, d]`` with ``d = D / h``; attention maps ``[B, h, T, T]``; logits ``[B, K]``. Patches are numbered
@@ -22,19 +22,15 @@ row-major (token ``t`` sits at grid row ``t // w``, column ``t % w``). Introduce
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import _check_images
-from .augment import random_shift_crop as random_shift  # used by train_classifier
 from .layers import TransformerBlock, rope_angles_2d, sincos_2d
-from .optim import lambda_schedule, warmup_cosine
 
 __all__ = [
     "PatchEmbedding",
@@ -44,7 +40,6 @@ __all__ = [
     "attention_maps",
     "attention_rollout",
     "patchify",
-    "train_classifier",
     "unpatchify",
     "vit_flops",
 ]
@@ -383,47 +378,3 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x).flatten(1))  # [B, C, H, W] -> [B, c, H/4, W/4] -> [B, K]
 
 
-def train_classifier(model: nn.Module, train: Any, test: Any | None = None, *, steps: int, batch_size: int = 128,
-                     lr: float = 1e-3, weight_decay: float = 0.05, warmup: int = 0, max_shift: int = 0,
-                     seed: int = 0, device: str | torch.device = "cpu", eval_each_epoch: bool = False,
-                     progress: bool = True, desc: str = "train", log_every: int = 10) -> tuple[Any, float | None]:
-    """Train a classifier for exactly ``steps`` steps with AdamW, linear warm-up and cosine decay.
-
-    A thin wrapper around :func:`companion.train.fit`: shuffled batches seeded with ``seed``, optional random
-    shifts (``max_shift`` pixels), cross-entropy, the learning rate rising linearly for ``warmup`` steps and
-    then following ``0.5 (1 + cos(pi t))`` to 0. The history's last train row holds ``wall_s``.
-
-    Returns:
-        ``(history, test accuracy)``; the accuracy is None without ``test``. Introduced in chapter 08.
-    """
-    from torch.utils.data import DataLoader
-
-    from .train import accuracy, fit
-
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=g, drop_last=len(train) > batch_size)
-    test_loader = DataLoader(test, batch_size=500) if test is not None else None
-    epochs = math.ceil(steps / len(loader))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-
-    sched = lambda_schedule(opt, lambda t: warmup_cosine(t, steps, min(warmup, steps), lr))
-    aug = torch.Generator().manual_seed(seed + 1)
-
-    def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x, y = batch
-        logits = m(random_shift(x, max_shift, aug))
-        return F.cross_entropy(logits, y), {"acc": (logits.argmax(-1) == y).float().mean().item()}
-
-    eval_fn = None
-    if eval_each_epoch and test_loader is not None:
-        def eval_fn(m: nn.Module) -> dict[str, float]:
-            return {"test_accuracy": accuracy(m, test_loader)}
-
-    history = fit(model, loader, loss_fn, opt, epochs=epochs, device=device, seed=seed, eval_fn=eval_fn,
-                  scheduler=sched, max_steps=steps, progress=progress, desc=desc, log_every=log_every)
-    acc = None
-    if test_loader is not None:
-        acc = history.last("test_accuracy") if eval_fn is not None else accuracy(model, test_loader)
-    return history, acc

@@ -11,10 +11,10 @@ Read top to bottom (smallest piece first, the nanoGPT order):
 * :class:`VectorQuantizer`, the layer: nearest code, straight-through gradient, codebook + commitment loss, an
   optional EMA codebook and dead-code reset;
 * :class:`VQVAE` (with :class:`VQVAEConfig`): a convolutional encoder from a 28x28 image to a 7x7 grid of code
-  vectors and a transposed-convolution decoder back; :func:`vqvae_loss`, :func:`train_vqvae`,
+  vectors and a transposed-convolution decoder back; :func:`vqvae_loss` (for ``companion.train.train_vqvae``),
   :func:`evaluate_vqvae` and :func:`tokenize` (every image of a data set as its grid of code indices);
 * :class:`CodePrior` (with :class:`PriorConfig`): a tiny causal transformer over the 49 code indices of an image,
-  read in raster order, with :meth:`CodePrior.sample`; :func:`prior_loss`, :func:`train_prior`;
+  read in raster order, with :meth:`CodePrior.sample`; :func:`prior_loss` (for ``companion.train.train_prior``);
 
 Shapes: images ``[B, 1, 28, 28]`` in ``[0, 1]``; encoder outputs ``z_e`` and quantised ``z_q``: ``[B, D, 7, 7]``
 (``D = code_dim``); code indices ``[B, 7, 7]`` (long, in ``[0, K)``); the codebook ``[K, D]``; flattened vectors
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import _shape
-from .autoencoder import check_input, map_batches
+from .batching import check_input, map_batches
 from .layers import TransformerBlock, causal_mask
 from .losses import bernoulli_log_likelihood, codebook_loss, commitment_loss
 from .metrics import codebook_usage, perplexity
@@ -51,9 +51,7 @@ __all__ = [
     "prior_loss",
     "squared_distances",
     "straight_through",
-    "train_prior",
     "tokenize",
-    "train_vqvae",
     "vqvae_loss",
 ]
 
@@ -404,30 +402,6 @@ def vqvae_loss(model: VQVAE, batch: Any) -> tuple[Tensor, dict[str, float]]:
                         "perplexity": perplexity(indices, K)}
 
 
-def train_vqvae(model: VQVAE, train: Any, *, steps: int, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
-                device: str | torch.device = "cpu", progress: bool = True, desc: str = "VQ-VAE",
-                log_every: int = 10) -> Any:
-    """Train a :class:`VQVAE` for exactly ``steps`` steps (Adam, short warm-up, cosine decay) with :func:`fit`.
-
-    ``train`` is a dataset of ``(image, label)`` pairs (labels unused). Returns the :class:`History` (train rows
-    hold ``loss``, ``recon``, ``vq``, ``usage``, ``perplexity``). Introduced in chapter 12.
-    """
-    from torch.utils.data import DataLoader
-
-    from .optim import lambda_schedule, warmup_cosine
-    from .train import fit
-
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=g, drop_last=len(train) > batch_size)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    warmup = min(steps // 20, 100)
-    sched = lambda_schedule(opt, lambda t: warmup_cosine(t, steps, warmup, lr, min_lr=lr / 20))
-    return fit(model, loader, vqvae_loss, opt, epochs=math.ceil(steps / len(loader)), device=device, seed=seed,
-               scheduler=sched, max_steps=steps, progress=progress, desc=desc, log_every=log_every)
-
-
 @torch.no_grad()
 def evaluate_vqvae(model: VQVAE, x: Tensor, batch_size: int = 500) -> dict[str, float]:
     """Held-out metrics of a :class:`VQVAE` on images ``x [N, 1, 28, 28]`` (eval mode, codebook untouched).
@@ -592,31 +566,6 @@ def evaluate_prior(model: CodePrior, indices: Tensor, batch_size: int = 500) -> 
     model.train(was_training)
     per_token = total / indices.numel()
     return {"nats_per_token": per_token, "bits_per_image": per_token * model.config.seq_len / math.log(2)}
-
-
-def train_prior(model: CodePrior, indices: Tensor, *, steps: int, batch_size: int = 128, lr: float = 1e-3,
-                weight_decay: float = 0.01, seed: int = 0, device: str | torch.device = "cpu", progress: bool = True,
-                desc: str = "prior", log_every: int = 10) -> Any:
-    """Train a :class:`CodePrior` on code grids ``indices [N, H, W]`` for ``steps`` steps (AdamW, cosine decay).
-
-    Returns the :class:`History` (train rows hold ``loss`` in nats per token and ``bits_per_image``).
-    Introduced in chapter 12.
-    """
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from .optim import lambda_schedule, warmup_cosine
-    from .train import fit
-
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    data = TensorDataset(indices.long())
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=g, drop_last=len(data) > batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    warmup = min(steps // 20, 100)
-    sched = lambda_schedule(opt, lambda t: warmup_cosine(t, steps, warmup, lr, min_lr=lr / 20))
-    return fit(model, loader, prior_loss, opt, epochs=math.ceil(steps / len(loader)), device=device, seed=seed,
-               scheduler=sched, max_steps=steps, progress=progress, desc=desc, log_every=log_every)
 
 
 def config_dict(model: VQVAE | CodePrior) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from sklearn.decomposition import PCA as SkPCA
 from torch import nn
 
 from companion import autoencoder as ae
-from companion import losses, ops
+from companion import batching, losses, ops
+from companion import train as trainlib
 
 
 def _rand(*shape, seed=0):
@@ -124,7 +125,7 @@ def test_linear_autoencoder_approaches_pca():
     pca_err = losses.mse_per_image(pca.reconstruct(x, 3), x).mean().item()
     torch.manual_seed(0)
     m = ae.LinearAutoencoder(10, 3)
-    ae.train_autoencoder(m, x, steps=400, batch_size=300, lr=0.02, loss="mse", progress=False)
+    trainlib.train_autoencoder(m, x, ae.reconstruction_loss("mse"), steps=400, batch_size=300, lr=0.02, progress=False)
     with torch.no_grad():
         err = losses.mse_per_image(m(x), x).mean().item()
     assert pca_err * (1 - 1e-3) <= err < 1.05 * pca_err  # Eckart-Young: never better; Baldi-Hornik: reaches it
@@ -181,7 +182,8 @@ def test_train_autoencoder_reduces_loss_and_is_deterministic():
     def run(noise=None):
         torch.manual_seed(0)
         m = ae.ConvAutoencoder(ae.AEConfig.tiny())
-        h = ae.train_autoencoder(m, x, steps=30, batch_size=32, lr=1e-2, noise=noise, progress=False, log_every=1)
+        h = trainlib.train_autoencoder(m, x, ae.reconstruction_loss(noise=noise), steps=30, batch_size=32, lr=1e-2,
+                                       progress=False, log_every=1)
         return m, [r["loss"] for r in h.train if "loss" in r]
 
     m1, l1 = run()
@@ -191,9 +193,11 @@ def test_train_autoencoder_reduces_loss_and_is_deterministic():
     _, l3 = run(("masking", 0.3))
     assert l3 != l1
     with pytest.raises(ValueError):
-        ae.train_autoencoder(m1, x, steps=0)
+        trainlib.train_autoencoder(m1, x, ae.reconstruction_loss(), steps=0)
     with pytest.raises(ValueError):
-        ae.train_autoencoder(m1, x, steps=1, loss="l1")
+        ae.reconstruction_loss("l1")
+    with pytest.raises(ValueError, match="denoising"):
+        ae.reconstruction_loss("mse", noise=("masking", 0.1))
 
 
 def test_gaussian_fit_and_sampling():
@@ -226,16 +230,16 @@ def test_map_batches_matches_one_pass_and_restores_the_mode():
     torch.manual_seed(0)
     m = ae.ConvAutoencoder(ae.AEConfig.tiny()).train()
     x = _rand(7, 1, 28, 28)
-    assert torch.equal(ae.map_batches(m, m.encode, x, batch_size=3), torch.cat([m.encode(x[:3]), m.encode(x[3:6]),
+    assert torch.equal(batching.map_batches(m, m.encode, x, batch_size=3), torch.cat([m.encode(x[:3]), m.encode(x[3:6]),
                                                                                 m.encode(x[6:])]).detach())
     assert m.training  # given back as found
-    both = ae.map_batches(m, lambda xb, yb: (xb.sum((1, 2, 3)), yb * 2), x, torch.arange(7), batch_size=2)
+    both = batching.map_batches(m, lambda xb, yb: (xb.sum((1, 2, 3)), yb * 2), x, torch.arange(7), batch_size=2)
     assert torch.equal(both[1], torch.arange(7) * 2) and both[0].shape == (7,)
-    assert torch.equal(ae.map_batches(m, lambda xb, yb: xb[:, 0, 0, 0] + (yb is None), x, None), x[:, 0, 0, 0] + 1)
-    assert ae.as_images(torch.utils.data.TensorDataset(x, torch.zeros(7))) is x
-    assert ae.model_device(nn.Identity()) == torch.device("cpu")
+    assert torch.equal(batching.map_batches(m, lambda xb, yb: xb[:, 0, 0, 0] + (yb is None), x, None), x[:, 0, 0, 0] + 1)
+    assert batching.as_images(torch.utils.data.TensorDataset(x, torch.zeros(7))) is x
+    assert batching.model_device(nn.Identity()) == torch.device("cpu")
     with pytest.raises(TypeError, match="TensorDataset"):
-        ae.as_images([x])
+        batching.as_images([x])
 
 
 _AE = ae.ConvAutoencoder(ae.AEConfig.tiny())

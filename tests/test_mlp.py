@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from companion import mlp
+from companion import train as trainlib
 
 # ----------------------------------------------------------------------------- manual backward
 
@@ -185,15 +186,16 @@ def test_train_classifier_learns_and_is_deterministic():
     for _ in range(2):
         torch.manual_seed(0)
         model = mlp.MLP((16, 8, 2))
-        history, acc = mlp.train_classifier(model, train, test, epochs=3, batch_size=32, lr=1e-2, progress=False)
+        history, acc = trainlib.train_classifier(model, train, test, epochs=3, batch_size=32, lr=1e-2,
+                                                 criterion=mlp.cross_entropy, progress=False)
         results.append((acc, history.series("loss")[1]))
     assert results[0][0] > 0.95
     assert results[0] == results[1]
     assert len(history.eval) == 3
     torch.manual_seed(0)
-    history, acc = mlp.train_classifier(mlp.MLP((16, 8, 2)), train, test, epochs=3, batch_size=32, lr=1e-2,
-                                        progress=False, eval_every=2)
+    history, acc = trainlib.train_classifier(mlp.MLP((16, 8, 2)), train, test, epochs=3, batch_size=32, lr=1e-2,
+                                             criterion=mlp.cross_entropy, progress=False, eval_every=2)
     assert [r["epoch"] for r in history.eval if "test_accuracy" in r] == [2, 3]
     assert acc == results[0][0]
     with pytest.raises(ValueError, match="eval_every"):
-        mlp.train_classifier(mlp.MLP((16, 2)), train, test, eval_every=0, progress=False)
+        trainlib.train_classifier(mlp.MLP((16, 2)), train, test, epochs=1, eval_every=0, progress=False)

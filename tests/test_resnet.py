@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from companion import layers, resnet
+from companion import train as trainlib
 from companion.train import count_parameters
 
 
@@ -286,12 +287,14 @@ def test_train_classifier_learns_and_is_deterministic():
     for _ in range(2):
         torch.manual_seed(0)
         model = resnet.ResNet(resnet.ResNetConfig.tiny(num_classes=2))
-        history = resnet.train_classifier(model, data, steps=30, lr=0.05, batch_size=16, progress=False, log_every=1)
+        history, _ = trainlib.train_classifier(model, data, steps=30, optimizer="sgd", lr=0.05, weight_decay=1e-4,
+                                               batch_size=16, schedule="warmup_cosine", shuffle_seed=True,
+                                               drop_last=True, progress=False, log_every=1)
         runs.append([r["loss"] for r in history.train if "loss" in r])
     assert runs[0] == runs[1]
     assert len(runs[0]) == 30
-    assert resnet.evaluate(model, data)["accuracy"] == 1.0
+    assert trainlib.evaluate_classifier(model, data)["accuracy"] == 1.0
     with pytest.raises(ValueError, match="steps"):
-        resnet.train_classifier(model, data, steps=0)
+        trainlib.train_classifier(model, data, steps=0)
     with pytest.raises(ValueError, match="empty"):
-        resnet.evaluate(model, TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)))
+        trainlib.evaluate_classifier(model, TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)))

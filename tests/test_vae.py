@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from companion import losses, vae
+from companion import train as trainlib
 
 
 def _gen(seed=0):
@@ -138,7 +139,7 @@ def test_train_vae_lowers_the_loss_and_early_stopping_restores_the_best():
     x = torch.rand(300, 1, 28, 28) * (torch.rand(1, 1, 28, 28) > 0.5)  # a fixed "digit" mask
     model = vae.VAE(vae.VAEConfig.tiny(latent_dim=4, hidden=(32,)))
     seen = []
-    hist = vae.train_vae(model, x[:250], epochs=6, batch_size=50, lr=3e-3, warmup_steps=10, val=x[250:], patience=2,
+    hist = trainlib.train_vae(model, x[:250], epochs=6, batch_size=50, lr=3e-3, warmup_steps=10, val=x[250:], patience=2,
                          progress=False, on_epoch=lambda e, m: seen.append(e))
     losses_ = hist.series("loss")[1]
     assert losses_[-1] < losses_[0] - 50
@@ -146,7 +147,7 @@ def test_train_vae_lowers_the_loss_and_early_stopping_restores_the_best():
     best = max(r["val_elbo"] for r in hist.eval)
     assert hist.train[-1]["best_epoch"] == next(r["epoch"] for r in hist.eval if r["val_elbo"] == best)
     assert not model.training
-    capped = vae.train_vae(vae.VAE(vae.VAEConfig.tiny()), x, epochs=5, batch_size=50, max_steps=7, progress=False,
+    capped = trainlib.train_vae(vae.VAE(vae.VAEConfig.tiny()), x, epochs=5, batch_size=50, max_steps=7, progress=False,
                            log_every=1)
     assert capped.train[-1]["step"] == 7
 
@@ -201,12 +202,12 @@ def test_differentiable_iwae_bound_matches_the_evaluation_bound_and_trains():
     with pytest.raises(ValueError, match="k must be"):
         model.iwae_bound(x, 0)
     xs = torch.rand(200, 1, 28, 28) * (torch.rand(1, 1, 28, 28) > 0.5)
-    hist = vae.train_vae(vae.VAE(vae.VAEConfig.tiny(latent_dim=4, hidden=(32,))), xs, epochs=3, batch_size=50,
+    hist = trainlib.train_vae(vae.VAE(vae.VAEConfig.tiny(latent_dim=4, hidden=(32,))), xs, epochs=3, batch_size=50,
                          lr=3e-3, iwae_k=4, progress=False, log_every=1)
     losses_ = hist.series("loss")[1]
     assert losses_[-1] < losses_[0] - 50
     with pytest.raises(ValueError, match="iwae_k"):
-        vae.train_vae(vae.VAE(vae.VAEConfig.tiny()), xs, iwae_k=0, progress=False)
+        trainlib.train_vae(vae.VAE(vae.VAEConfig.tiny()), xs, iwae_k=0, progress=False)
 
 
 def test_iwae_log_weights_shape_and_formula():
@@ -296,12 +297,12 @@ def test_train_vae_polyak_averaging():
     for ema in (None, 1e-7, 0.9):
         torch.manual_seed(0)
         model = vae.VAE(vae.VAEConfig.tiny(latent_dim=3, hidden=(16,)))
-        vae.train_vae(model, x, epochs=2, batch_size=50, lr=3e-3, ema=ema, progress=False)
+        trainlib.train_vae(model, x, epochs=2, batch_size=50, lr=3e-3, ema=ema, progress=False)
         trained[ema] = torch.cat([p.detach().flatten() for p in model.parameters()])
     torch.testing.assert_close(trained[1e-7], trained[None])  # a vanishing average is the last iterate
     assert (trained[0.9] - trained[None]).abs().max() > 1e-3  # a real average lags behind it
     with pytest.raises(ValueError, match="ema"):
-        vae.train_vae(vae.VAE(vae.VAEConfig.tiny()), x, epochs=1, ema=1.5, progress=False)
+        trainlib.train_vae(vae.VAE(vae.VAEConfig.tiny()), x, epochs=1, ema=1.5, progress=False)
 
 
 _MLP = vae.VAE(vae.VAEConfig.tiny())  # 2 latents, 28x28 images

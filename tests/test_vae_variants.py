@@ -10,6 +10,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from companion import data, metrics, vae
+from companion import train as trainlib
 from companion import vae_variants as vv
 from companion.losses import gaussian_kl
 from companion.recipes.vaes import SHAPES_CONFIG
@@ -201,20 +202,27 @@ def test_negative_elbo_and_iwae_bounds():
         vae.iwae_nll(model, x, k=0)
 
 
-def test_training_lowers_the_loss_and_heldout_anomaly_runs():
+def test_training_lowers_the_loss_and_anomaly_scores_run():
     digits = data.digits()
     x, y = digits.tensors
     x = x.clamp(0, 1)
     torch.manual_seed(0)
     model = vv.CVAE(vv.CondVAEConfig.tiny(num_classes=10))
-    hist = vv.train_vae(model, x[:600], y[:600], epochs=3, batch_size=64, progress=False, log_every=1)
+    hist = trainlib.train_vae(model, x[:600], y[:600], objective="loss", epochs=3, batch_size=64, progress=False,
+                              log_every=1)
     losses = hist.series("loss")[1]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     with pytest.raises(ValueError, match="labels"):
-        vv.train_vae(model, x[:10])
-    out = vv.heldout_anomaly(0, x[:600], y[:600], x[600:900], y[600:900], config=vv.CondVAEConfig.tiny(), epochs=2,
-                             progress=False)
-    assert set(out) >= {"digit", "auroc", "scores", "is_anomaly", "history", "model"}
+        trainlib.train_vae(model, x[:10], objective="loss")
+    with pytest.raises(ValueError, match="objective"):
+        trainlib.train_vae(model, x[:10], y[:10], objective="loss", val=x[:10])
+    torch.manual_seed(0)
+    plain = vv.BetaVAE(vv.CondVAEConfig.tiny())
+    trainlib.train_vae(plain, x[:600][y[:600] != 0], objective="loss", epochs=2, batch_size=128, progress=False)
+    out = vv.anomaly_scores(plain, 0, x[600:900], y[600:900])
+    assert set(out) == {"digit", "auroc", "scores", "is_anomaly"}
+    with pytest.raises(ValueError, match="no digit"):
+        vv.anomaly_scores(plain, 0, x[600:900][y[600:900] != 0], y[600:900][y[600:900] != 0])
     assert 0.0 <= out["auroc"] <= 1.0 and out["scores"].shape == (300,)
     assert out["is_anomaly"].sum() == (y[600:900] == 0).sum()
     assert out["auroc"] == pytest.approx(roc_auc_score(out["is_anomaly"].numpy(), out["scores"].numpy()))
@@ -264,7 +272,7 @@ def test_conv_vae_elbo_matches_torch_distributions_and_trains():
     assert torch.allclose(kl, kl_divergence(Normal(mu, logvar.mul(0.5).exp()), Normal(0.0, 1.0)).sum(1))
     xs, _ = data.shapes(256, size=8, seed=0)
     m = vv.BetaVAE(vv.CondVAEConfig.conv_tiny(), beta=1.0)
-    hist = vv.train_vae(m, xs, epochs=6, batch_size=32, lr=3e-3, progress=False, log_every=1)
+    hist = trainlib.train_vae(m, xs, objective="loss", epochs=6, batch_size=32, lr=3e-3, progress=False, log_every=1)
     losses = hist.series("loss")[1]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
 

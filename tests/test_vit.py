@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from companion import layers, ops, vit
+from companion import train as trainlib
 from companion.train import count_parameters
 
 
@@ -183,8 +184,9 @@ def test_train_classifier_learns_a_toy_problem_and_is_deterministic():
     def run():
         torch.manual_seed(0)
         model = vit.ViT(vit.ViTConfig.tiny(num_classes=2))
-        history, acc = vit.train_classifier(model, ds, ds, steps=30, batch_size=64, lr=3e-3, warmup=3,
-                                            progress=False)
+        history, acc = trainlib.train_classifier(model, ds, ds, steps=30, batch_size=64, lr=3e-3, weight_decay=0.05,
+                                                 schedule="warmup_cosine", warmup=3, shuffle_seed=True,
+                                                 drop_last=True, eval_every=None, progress=False)
         return model, history, acc
 
     m1, h1, acc = run()
@@ -194,7 +196,7 @@ def test_train_classifier_learns_a_toy_problem_and_is_deterministic():
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="steps"):
-        vit.train_classifier(m1, ds, steps=0)
+        trainlib.train_classifier(m1, ds, steps=0)
 
 
 def test_ops_attention_is_what_the_module_uses():

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from companion import train as trainlib
 from companion import vqvae
 from companion.train import count_parameters
 
@@ -253,8 +254,8 @@ def test_vqvae_trains_a_few_steps():
     torch.manual_seed(0)
     x = (torch.rand(64, 1, 28, 28) > 0.8).float()
     model = vqvae.VQVAE(vqvae.VQVAEConfig.tiny(num_codes=16, hidden=16))
-    history = vqvae.train_vqvae(model, TensorDataset(x, torch.zeros(64)), steps=12, batch_size=32, lr=3e-3,
-                                progress=False, log_every=1)
+    history = trainlib.train_vqvae(model, TensorDataset(x, torch.zeros(64)), vqvae.vqvae_loss, steps=12,
+                                   batch_size=32, lr=3e-3, progress=False, log_every=1)
     losses = history.series("loss")[1]
     assert losses[-1] < losses[0]
     assert {"recon", "vq", "usage", "perplexity"} <= set(history.train[0])
@@ -303,7 +304,7 @@ def test_prior_learns_a_repeated_grid():
     torch.manual_seed(0)
     prior = vqvae.CodePrior(vqvae.PriorConfig.tiny(num_codes=8, height=2, width=3))
     grids = torch.tensor([[0, 1, 2], [3, 4, 5]]).repeat(32, 1, 1)  # [32, 2, 3]
-    history = vqvae.train_prior(prior, grids, steps=40, batch_size=16, lr=1e-2, progress=False)
+    history = trainlib.train_prior(prior, grids, vqvae.prior_loss, steps=40, batch_size=16, lr=1e-2, progress=False)
     assert history.series("loss")[1][-1] < 0.2 * math.log(8)
     assert vqvae.evaluate_prior(prior, grids[:4])["nats_per_token"] < 0.2 * math.log(8)
     assert torch.equal(prior.sample(1, torch.Generator().manual_seed(0), temperature=0.1)[0], grids[0])

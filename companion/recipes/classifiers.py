@@ -9,21 +9,21 @@ evaluated on MNIST-test[8000:], and the card says so).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 from torch.utils.data import TensorDataset
 
 from .. import data
-from ..augment import ShiftedDataset
+from ..augment import ShiftedDataset, random_shift_crop
 from ..cnn import LeNet, LeNetConfig
+from ..losses import cross_entropy
 from ..mlp import MLP
-from ..mlp import train_classifier as train_mlp_classifier
 from ..profile import Profile, seed_everything
-from ..resnet import ResNet, ResNetConfig, evaluate
-from ..resnet import train_classifier as train_resnet_classifier
+from ..resnet import ResNet, ResNetConfig
+from ..train import evaluate_classifier, train_classifier
 from ..vit import ViT, ViTConfig
-from ..vit import train_classifier as train_vit_classifier
 from ._common import card_info, offline
 
 # ----------------------------------------------------------------------------------------------- mlp_mnist
@@ -47,8 +47,8 @@ def train_mlp_mnist(profile: Profile) -> tuple[MLP, dict[str, Any]]:
     train, test, desc = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
     seed_everything(profile.seed)
     model = build_mlp_mnist()
-    history, acc = train_mlp_classifier(model, train, test, epochs=epochs, lr=1e-3, weight_decay=1e-4,
-                                        seed=profile.seed, device=profile.device, desc=f"mlp_mnist ({profile.name})")
+    history, acc = train_classifier(model, train, test, epochs=epochs, lr=1e-3, weight_decay=1e-4, seed=profile.seed,
+                                    criterion=cross_entropy, device=profile.device, desc=f"mlp_mnist ({profile.name})")
     description = (f"MLP {'-'.join(map(str, MLP_SIZES))} (ReLU) on MNIST, chapter 02: AdamW lr 1e-3, weight decay "
                    f"1e-4, cosine decay, batch 128, {epochs} epoch(s), seed {profile.seed}, no augmentation")
     return model.cpu().eval(), card_info(description, desc, history.train[-1]["step"],
@@ -78,9 +78,9 @@ def train_lenet_mnist(profile: Profile) -> tuple[LeNet, dict[str, Any]]:
     train, test, desc = data.mnist_splits(profile.name, n_train=n_train)
     seed_everything(profile.seed)
     model = build_lenet_mnist()
-    history, acc = train_mlp_classifier(model, train, test, epochs=epochs, batch_size=LENET_BATCH, lr=LENET_LR,
-                                        weight_decay=LENET_WEIGHT_DECAY, seed=profile.seed, device=profile.device,
-                                        desc=f"lenet_mnist ({profile.name})")
+    history, acc = train_classifier(model, train, test, epochs=epochs, batch_size=LENET_BATCH, lr=LENET_LR,
+                                    weight_decay=LENET_WEIGHT_DECAY, seed=profile.seed, criterion=cross_entropy,
+                                    device=profile.device, desc=f"lenet_mnist ({profile.name})")
     description = (f"LeNet-5 (ReLU, max pooling, 28x28 with padding 2) on MNIST, chapter 04: AdamW lr "
                    f"{LENET_LR:g}, weight decay {LENET_WEIGHT_DECAY:g}, cosine decay, batch {LENET_BATCH}, "
                    f"{epochs} epoch(s), seed {profile.seed}, no augmentation")
@@ -113,11 +113,12 @@ def train_resnet_mnist(profile: Profile) -> tuple[ResNet, dict[str, Any]]:
     seed_everything(profile.seed)
     model = build_resnet_mnist()
     shifted = ShiftedDataset(train, max_shift=2, seed=1)
-    history = train_resnet_classifier(model, shifted, steps=steps, lr=RESNET_LR, weight_decay=RESNET_WEIGHT_DECAY,
-                                      batch_size=RESNET_BATCH, warmup=min(200, steps // 10), seed=profile.seed,
-                                      device=profile.device, desc=f"resnet_mnist ({profile.name})")
+    history, _ = train_classifier(model, shifted, steps=steps, optimizer="sgd", lr=RESNET_LR,
+                                  weight_decay=RESNET_WEIGHT_DECAY, batch_size=RESNET_BATCH, schedule="warmup_cosine",
+                                  warmup=min(200, steps // 10), shuffle_seed=True, drop_last=True, seed=profile.seed,
+                                  device=profile.device, desc=f"resnet_mnist ({profile.name})")
     model = model.cpu().eval()
-    metrics = evaluate(model, TensorDataset(*test.tensors))
+    metrics = evaluate_classifier(model, TensorDataset(*test.tensors))
     note = (" Trained offline on 8,000 images (the MNIST training split is not available here), evaluated on the "
             "2,000 images MNIST-test[8000:]; the >= 99.4% target of the gpu recipe is for the standard "
             "60,000/10,000 split and does not apply to this card.") if offline(desc) else ""
@@ -151,10 +152,11 @@ def train_vit_mnist(profile: Profile) -> tuple[ViT, dict[str, Any]]:
     steps = epochs * (len(train) // 128)
     seed_everything(profile.seed)
     model = build_vit_mnist()
-    history, acc = train_vit_classifier(model, train, test, steps=steps, lr=2e-3, weight_decay=0.05,
-                                        warmup=min(500, steps // 10), max_shift=2, seed=profile.seed,
-                                        device=profile.device, eval_each_epoch=not profile.is_ci,
-                                        desc=f"vit_mnist ({profile.name})")
+    history, acc = train_classifier(model, train, test, steps=steps, lr=2e-3, weight_decay=0.05,
+                                    schedule="warmup_cosine", warmup=min(500, steps // 10),
+                                    augment=functools.partial(random_shift_crop, max_shift=2), shuffle_seed=True,
+                                    drop_last=True, eval_every=None if profile.is_ci else 1, eval_batch_size=500,
+                                    seed=profile.seed, device=profile.device, desc=f"vit_mnist ({profile.name})")
     note = (" Trained offline on 8,000 images only (the MNIST training split is not available here): a ViT has "
             "no convolutional prior and needs data, so this accuracy stays below the >= 98.5% the gpu recipe "
             "targets on the full 60,000-image training split.") if offline(desc) else ""

@@ -17,6 +17,7 @@ from .. import data
 from .. import vae as vae_lib
 from .. import vae_variants as vv
 from ..profile import Profile, seed_everything
+from ..train import train_vae
 from ._common import card_info, load_shipped, offline
 from .classifiers import build_lenet_mnist
 
@@ -53,9 +54,8 @@ def train_vae_mnist(profile: Profile) -> tuple[vae_lib.VAE, dict[str, Any]]:
     seed_everything(profile.seed)
     model = build_vae_mnist().to(profile.device)
     started = time.perf_counter()
-    history = vae_lib.train_vae(model, x_fit, epochs=epochs, batch_size=100, lr=lr, lr_decay=lr_decay,
-                                warmup_steps=warmup, val=x_val, patience=patience, ema=ema, seed=profile.seed,
-                                desc=f"vae_mnist ({profile.name})")
+    history = train_vae(model, x_fit, epochs=epochs, batch_size=100, lr=lr, lr_decay=lr_decay, warmup_steps=warmup,
+                        val=x_val, patience=patience, ema=ema, seed=profile.seed, desc=f"vae_mnist ({profile.name})")
     train_s = time.perf_counter() - started
     model = model.cpu().eval()
     x_test = test.tensors[0]
@@ -114,8 +114,8 @@ def train_cvae_mnist(profile: Profile) -> tuple[vv.CVAE, dict[str, Any]]:
     train, test, desc = data.mnist_splits(profile.name, n_train=n_train)
     model = build_cvae_mnist().to(profile.device)
     x, y = train.tensors
-    history = vv.train_vae(model, x.to(profile.device), y.to(profile.device), epochs=epochs, batch_size=CVAE_BATCH,
-                           lr=CVAE_LR, seed=profile.seed, desc=f"cvae_mnist ({profile.name})")
+    history = train_vae(model, x.to(profile.device), y.to(profile.device), objective="loss", epochs=epochs,
+                        batch_size=CVAE_BATCH, lr=CVAE_LR, seed=profile.seed, desc=f"cvae_mnist ({profile.name})")
     model = model.cpu().eval()
     judge = load_shipped("lenet_mnist", build_lenet_mnist)
     acc, _ = vv.conditional_accuracy(model, judge, n_per_class=100, seed=0)
@@ -166,8 +166,8 @@ def train_betavae_shapes(profile: Profile) -> tuple[vv.BetaSweep, dict[str, Any]
     metrics: dict[str, Any] = {}
     epochs = math.ceil(steps * SHAPES_BATCH / n_train) + 1
     for beta, model in zip(sweep.betas, sweep.models):
-        vv.train_vae(model, x.to(device), epochs=epochs, max_steps=steps, batch_size=SHAPES_BATCH, lr=SHAPES_LR,
-                     seed=profile.seed, desc=f"betavae_shapes beta={beta:g} ({profile.name})", log_every=100)
+        train_vae(model, x.to(device), objective="loss", epochs=epochs, max_steps=steps, batch_size=SHAPES_BATCH,
+                  lr=SHAPES_LR, seed=profile.seed, desc=f"betavae_shapes beta={beta:g} ({profile.name})", log_every=100)
         r = vv.measure_disentanglement(model.cpu().eval(), x_eval, factors)
         m = r["mig"]
         metrics[f"beta_{beta:g}"] = {

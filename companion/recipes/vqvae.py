@@ -11,6 +11,7 @@ import torch
 
 from .. import data
 from ..profile import Profile
+from ..train import train_prior, train_vqvae
 from ..vqvae import (
     VQVAE,
     CodePrior,
@@ -18,9 +19,9 @@ from ..vqvae import (
     VQVAEConfig,
     evaluate_prior,
     evaluate_vqvae,
+    prior_loss,
     tokenize,
-    train_prior,
-    train_vqvae,
+    vqvae_loss,
 )
 from ._common import card_info, load_shipped, shipped_sha256
 
@@ -47,7 +48,7 @@ def train_vqvae_mnist(profile: Profile) -> tuple[VQVAE, dict[str, Any]]:
     train, test, desc = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
     steps = VQVAE_STEPS[profile.name]
     model = build_vqvae_mnist()
-    history = train_vqvae(model, train, steps=steps, batch_size=BATCH, lr=2e-3, seed=profile.seed,
+    history = train_vqvae(model, train, vqvae_loss, steps=steps, batch_size=BATCH, lr=2e-3, seed=profile.seed,
                           device=profile.device, desc=f"vqvae_mnist ({profile.name})")
     model = model.cpu().eval()
     m = evaluate_vqvae(model, test.tensors[0])
@@ -84,7 +85,7 @@ def train_vqvae_prior_mnist(profile: Profile) -> tuple[CodePrior, dict[str, Any]
     train_idx, test_idx = tokenize(vq, train.tensors[0]), tokenize(vq, test.tensors[0])
     steps = PRIOR_STEPS[profile.name]
     model = build_vqvae_prior_mnist()
-    history = train_prior(model, train_idx, steps=steps, batch_size=BATCH, lr=1e-3, seed=profile.seed,
+    history = train_prior(model, train_idx, prior_loss, steps=steps, batch_size=BATCH, lr=1e-3, seed=profile.seed,
                           device=profile.device, desc=f"vqvae_prior_mnist ({profile.name})")
     model = model.cpu().eval()
     m = evaluate_prior(model, test_idx)
