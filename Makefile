@@ -1,7 +1,8 @@
 # GenerateVision — two commands do all set-up on a fresh machine:
 #   make book   # create .venv, install, execute every chapter (PROFILE=ci by default), render _build/html/
-#   make test   # create .venv, install, lint, unit tests, execute chapters (papermill) + nbval, build the site,
-#               # then check the built pages in headless Chromium (skipped when there is none)
+#   make test   # create .venv, install, lint, unit tests, execute each chapter once (papermill) and compare its
+#               # check cells (nbval rules), build the site, then check the built pages in headless Chromium
+#               # (skipped when there is none)
 # Both are idempotent: the second run skips the install (a stamp keyed on requirements.txt + pyproject.toml).
 
 PYTHON ?= python3.11
@@ -36,7 +37,7 @@ lint: venv
 	$(BIN)/nbstripout --verify --keep-count chapters/*.ipynb
 
 test: lint
-	COURSE_PROFILE=ci $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax tests chapters
+	COURSE_PROFILE=ci $(BIN)/python -m pytest -n $(JOBS) --dist loadscope tests
 	$(BIN)/python tools/course.py build
 	COURSE_SITE_TEST=1 $(BIN)/python -m pytest -q -rs tests/test_site.py -k browser
 

@@ -620,6 +620,16 @@ def cifar10(split: str, root: PathLike | None = None) -> TensorDataset:
 # --------------------------------------------------------------------------------------------------------
 
 
+def _shown(folder: Path) -> str:
+    """``folder`` as a status line shows it: under ``$COURSE_DATA`` or the home folder, not as a machine path."""
+    env = os.environ.get("COURSE_DATA", "").strip()
+    for base, name in ((Path(env).expanduser() if env else None, "$COURSE_DATA"), (Path.home(), "~")):
+        if base is not None and folder.is_relative_to(base):
+            rel = folder.relative_to(base).as_posix()
+            return name if rel == "." else f"{name}/{rel}"
+    return str(folder)
+
+
 def data_source(name: str = "mnist", root: PathLike | None = None) -> str:
     """A short description of where dataset ``name`` would be loaded from; never raises.
 
@@ -638,15 +648,15 @@ def data_source(name: str = "mnist", root: PathLike | None = None) -> str:
             if ds is _CIFAR10:
                 have = [s for s in SPLITS if _cifar_batches(folder, _CIFAR_FILES[s]) is not None]
                 if not have and (folder / _CIFAR_ARCHIVE).is_file():
-                    return f"{ds.title} from {folder / _CIFAR_ARCHIVE} (to be extracted)"
+                    return f"{ds.title} from {_shown(folder / _CIFAR_ARCHIVE)} (to be extracted)"
             else:
                 have = [s for s in SPLITS if all(_find_in(folder, stem) for stem in _idx_names(s))]
             if have:
                 only = "" if len(have) == len(SPLITS) else f" ({have[0]} split only)"
-                return f"{ds.title} from {folder}{only}"
+                return f"{ds.title} from {_shown(folder)}{only}"
         if _offline():
             return f"{ds.title}: not found locally and COURSE_OFFLINE=1 (set COURSE_DATA or pass root=)"
-        return f"{ds.title}: download to {_cache_dir() / ds.key}"
+        return f"{ds.title}: download to {_shown(_cache_dir() / ds.key)}"
     except Exception as exc:  # a status line must never break a notebook
         return f"{name}: unknown source ({exc})"
 

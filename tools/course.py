@@ -33,6 +33,7 @@ EXECUTED = BUILD / "executed" / "chapters"
 TIMINGS = BUILD / "timings"
 SRC = BUILD / "src"
 
+KERNEL_BACKEND = "module://matplotlib_inline.backend_inline"
 BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 INSTALL_TAGS = ["remove-cell", "nbval-skip"]
 
@@ -118,16 +119,26 @@ def execute_chapter(nb_path: Path, profile: str = "ci", out_dir: Path = EXECUTED
     out_dir.mkdir(parents=True, exist_ok=True)
     TIMINGS.mkdir(parents=True, exist_ok=True)
     os.environ["COURSE_PROFILE"] = profile
+    # The kernel inherits this process's environment: under pytest (MPLBACKEND=Agg, set by the root conftest)
+    # every plt.show() would draw nothing and the book would have no figures. The kernel always draws inline.
+    saved_backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = KERNEL_BACKEND
     start = time.perf_counter()
-    pm.execute_notebook(
-        str(nb_path),
-        str(out_dir / nb_path.name),
-        parameters={"PROFILE": profile},
-        kernel_name="python3",
-        cwd=str(nb_path.parent),
-        progress_bar=False,
-        log_output=False,
-    )
+    try:
+        pm.execute_notebook(
+            str(nb_path),
+            str(out_dir / nb_path.name),
+            parameters={"PROFILE": profile},
+            kernel_name="python3",
+            cwd=str(nb_path.parent),
+            progress_bar=False,
+            log_output=False,
+        )
+    finally:
+        if saved_backend is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = saved_backend
     seconds = time.perf_counter() - start
     (TIMINGS / f"{nb_path.stem}.json").write_text(
         json.dumps({"chapter": nb_path.stem, "profile": profile, "seconds": seconds, "finished": time.time()})
@@ -192,6 +203,159 @@ def bless(names: list[str]) -> None:
                     c.outputs, c.execution_count = [], None
         nbformat.write(src, p)
         print(f"blessed check cells of {p.name}")
+
+
+# ----------------------------------------------------------------------------- what an executed copy must hold
+
+CHECK_TAG = "nbval-check-output"
+# nbval's defaults without --nbdime: these keys of an output are never compared.
+SKIP_COMPARE = ("metadata", "traceback", "prompt_number", "output_type", "name", "execution_count",
+                "application/vnd.jupyter.widget-view+json", "image/png", "image/jpeg")
+# A code cell draws when its top-level code calls plt.show() or one of companion.plot's figure makers.
+PLOT_CALL = re.compile(r"\bplt\.show\(|\bplot\.(show_images|compare|interpolation_strip|plot_history|plot_curves)\(")
+
+
+def _top_level_code(source: str) -> str:
+    """The cell's code outside ``def``/``class`` bodies (magics blanked), where a call really runs."""
+    lines = [("" if ln.lstrip().startswith(("%", "!")) else ln) for ln in source.splitlines()]
+    code = "\n".join(lines)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    keep = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    return "\n".join(ast.get_source_segment(code, n) or "" for n in keep)
+
+
+def plotting_cells(nb) -> list[int]:
+    """Indices of the code cells of ``nb`` whose top-level code draws a figure."""
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and PLOT_CALL.search(_top_level_code(c.source))]
+
+
+def image_count(cell) -> int:
+    return sum(1 for o in cell.get("outputs", []) if "image/png" in o.get("data", {}) or "image/svg+xml" in o.get("data", {}))
+
+
+def missing_figures(source_nb, executed_nb) -> list[str]:
+    """Plotting cells of the source whose executed counterpart (matched by cell id) holds no image."""
+    by_id = {c.get("id"): c for c in executed_nb.cells}
+    out = []
+    for i in plotting_cells(source_nb):
+        cell = source_nb.cells[i]
+        ran = by_id.get(cell.get("id"))
+        if ran is None or not image_count(ran):
+            first = cell.source.strip().splitlines()[0][:70] if cell.source.strip() else ""
+            out.append(f"cell {i} ({first!r}) draws a figure, but its executed copy holds no image")
+    return out
+
+
+def _comparable(outputs) -> dict[str, list]:
+    """nbval's normalisation: coalesce streams, flatten ``data`` by MIME type, drop the skipped keys."""
+    from nbval.plugin import coalesce_streams, transform_streams_for_comparison
+
+    flat: dict[str, list] = {}
+    for out in transform_streams_for_comparison(coalesce_streams([o for o in outputs])):
+        for key, value in out.items():
+            if key in SKIP_COMPARE:
+                continue
+            if key == "data":
+                for mime, v in value.items():
+                    if mime not in SKIP_COMPARE:
+                        flat.setdefault(mime, []).append(v)
+            else:
+                flat.setdefault(key, []).append(value)
+    return flat
+
+
+def check_cell_mismatches(source_nb, executed_nb) -> list[str]:
+    """Compare every ``nbval-check-output`` cell's committed outputs with the executed copy's (``--nbval-lax``).
+
+    Same rules as nbval: streams coalesced (carriage returns and backspaces applied), outputs compared per key /
+    MIME type in order, images, metadata and execution counts ignored. Figures a check cell draws are ignored, as
+    ``bless`` never stores them.
+    """
+    import copy
+    import difflib
+
+    by_id = {c.get("id"): c for c in executed_nb.cells}
+    problems = []
+    for i, cell in enumerate(source_nb.cells):
+        if cell.cell_type != "code" or CHECK_TAG not in cell.metadata.get("tags", []):
+            continue
+        if cell.execution_count is None:
+            continue  # nbval does not compare a reference cell that was never run
+        ran = by_id.get(cell.get("id"))
+        if ran is None:
+            problems.append(f"check cell {i}: not found in the executed copy (cell id {cell.get('id')})")
+            continue
+        test = [o for o in copy.deepcopy(ran.outputs)
+                if not (o.get("output_type") == "display_data" and any(k.startswith("image/") for k in o.get("data", {})))]
+        ref, got = _comparable(copy.deepcopy(cell.outputs)), _comparable(test)
+        if set(ref) != set(got):
+            problems.append(f"check cell {i}: output fields differ: committed {sorted(ref)}, executed {sorted(got)}")
+            continue
+        for key in ref:
+            if ref[key] == got[key]:
+                continue
+            a = "\n".join(map(str, ref[key])).splitlines()
+            b = "\n".join(map(str, got[key])).splitlines()
+            diff = "\n".join(difflib.unified_diff(a, b, "committed", "executed", lineterm="", n=1))
+            problems.append(f"check cell {i} ({cell.source.strip().splitlines()[0][:60]!r}): {key!r} differs\n{diff}")
+            break
+    return problems
+
+
+OBJECT_REPR = re.compile(r"<(?:matplotlib|mpl_toolkits|torch|PIL|ipywidgets)\.[^<>\n]*\bat 0x[0-9a-fA-F]+>")
+MACHINE_PATH = re.compile(r"(?<![\w.])/(work|home|tmp|root|Users|private/var)/[\w.-]")
+
+
+def _output_texts(cell):
+    for o in cell.get("outputs", []):
+        if o.get("output_type") == "stream":
+            yield o.get("name", "stream"), o.get("text", "")
+        elif o.get("output_type") == "error":
+            yield "error", "\n".join(o.get("traceback", []))
+        else:
+            for mime, v in o.get("data", {}).items():
+                if mime.startswith("text/"):
+                    yield mime, v if isinstance(v, str) else "".join(v)
+
+
+def unclean_outputs(executed_nb) -> list[str]:
+    """Outputs a reader should not see: bare object reprs (``<matplotlib.… at 0x…>``) and this machine's paths."""
+    out = []
+    for i, cell in enumerate(executed_nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for kind, text in _output_texts(cell):
+            for rx, what in ((OBJECT_REPR, "an object repr (end the line with ';' or assign it)"),
+                             (MACHINE_PATH, "a path on this machine")):
+                m = rx.search(text)
+                if m:
+                    line = text[text.rfind("\n", 0, m.start()) + 1:].split("\n", 1)[0]
+                    out.append(f"cell {i} {kind}: {what}: {line.strip()[:120]!r}")
+    return out
+
+
+def html_image_count(page: Path) -> int:
+    """Images a built chapter page shows (``<img`` tags of the notebook's figures)."""
+    return len(re.findall(r"<img[^>]+src=\"[^\"]*_images/", page.read_text(errors="replace")))
+
+
+def html_figure_shortfall(html_dir: Path = BUILD / "html") -> list[str]:
+    """Chapter pages of the built site that show fewer images than their source has plotting cells."""
+    import nbformat
+
+    out = []
+    for p in chapter_paths():
+        page = html_dir / "chapters" / f"{p.stem}.html"
+        if not page.is_file():
+            out.append(f"{p.stem}: no page {page.relative_to(ROOT) if page.is_relative_to(ROOT) else page}")
+            continue
+        need, have = len(plotting_cells(nbformat.read(p, as_version=4))), html_image_count(page)
+        if have < need:
+            out.append(f"{p.stem}: the page shows {have} image(s), the chapter has {need} plotting cells")
+    return out
 
 
 # ----------------------------------------------------------------------------- solution pages
@@ -445,6 +609,9 @@ def build() -> None:
         print(log[-6000:])
         raise SystemExit(f"jupyter-book build failed (exit {res.returncode}); full log: _build/book-build.log")
     dedupe_inline_scripts(BUILD / "html")
+    short = html_figure_shortfall()
+    if short:
+        raise SystemExit("the site is missing figures:\n  " + "\n  ".join(short))
     print(f"site built: {BUILD / 'html' / 'index.html'}")
 
 

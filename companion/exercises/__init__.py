@@ -19,9 +19,11 @@ Introduced in chapter 01.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,8 +140,17 @@ def fmt(value: Any) -> str:
     return repr(value)
 
 
+def _not_finite(name: str, where: str, value: float) -> AssertionError:
+    return AssertionError(f"{name}: your value is not finite ({value}{where}); a correct answer is a finite "
+                          "number here: look for a log of 0, a division by 0 or an overflowing exp")
+
+
 def expect_close(name: str, yours: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4) -> float:
-    """Assert ``yours`` matches ``expected`` (shape, dtype family and values); return the max abs error."""
+    """Assert ``yours`` matches ``expected`` (shape, dtype family and values); return the max abs error.
+
+    A NaN or an infinity in ``yours`` fails (with a message that says so) wherever ``expected`` is finite;
+    where ``expected`` itself is not finite, ``yours`` must be the same non-finite value.
+    """
     if isinstance(expected, torch.Tensor):
         if not isinstance(yours, torch.Tensor):
             raise AssertionError(f"{name}: your value is a {type(yours).__name__}, expected a torch.Tensor")
@@ -147,8 +158,20 @@ def expect_close(name: str, yours: Any, expected: Any, atol: float = 1e-5, rtol:
             raise AssertionError(f"{name}: your shape {tuple(yours.shape)} / expected shape {tuple(expected.shape)}")
         if yours.is_floating_point() != expected.is_floating_point():
             raise AssertionError(f"{name}: your dtype {yours.dtype} / expected dtype {expected.dtype}")
-        err = (yours.detach().double() - expected.detach().double()).abs()
-        tol = atol + rtol * expected.detach().double().abs()
+        y, e = yours.detach().double(), expected.detach().double()
+        finite = torch.isfinite(e)
+        bad = finite & ~torch.isfinite(y)
+        if bool(bad.any()):
+            i = int(bad.flatten().nonzero()[0])
+            raise _not_finite(name, f" at flat index {i}, {int(bad.sum())} of {bad.numel()} entries", y.flatten()[i].item())
+        odd = ~finite & ~((y == e) | (torch.isnan(y) & torch.isnan(e)))
+        if bool(odd.any()):
+            i = int(odd.flatten().nonzero()[0])
+            raise AssertionError(f"{name}: your value {y.flatten()[i].item():.6g} / expected "
+                                 f"{e.flatten()[i].item():.6g} at flat index {i}")
+        y, e = torch.where(finite, y, 0.0), torch.where(finite, e, 0.0)
+        err = (y - e).abs()
+        tol = atol + rtol * e.abs()
         if not bool((err <= tol).all()):
             i = int((err - tol).flatten().argmax())
             raise AssertionError(
@@ -160,9 +183,38 @@ def expect_close(name: str, yours: Any, expected: Any, atol: float = 1e-5, rtol:
         if not isinstance(yours, (int, float)) and not (isinstance(yours, torch.Tensor) and yours.numel() == 1):
             raise AssertionError(f"{name}: your value is a {type(yours).__name__}, expected a number")
         y = float(yours)
-        if abs(y - expected) > atol + rtol * abs(expected):
+        if not math.isfinite(expected):
+            if not (y == expected or (math.isnan(y) and math.isnan(expected))):
+                raise AssertionError(f"{name}: your value {y:.6g} / expected {expected:.6g}")
+            return 0.0
+        if not math.isfinite(y):
+            raise _not_finite(name, "", y)
+        if not abs(y - expected) <= atol + rtol * abs(expected):
             raise AssertionError(f"{name}: your value {y:.6g} / expected {expected:.6g}")
         return abs(y - expected)
+    if isinstance(yours, float) and not math.isfinite(yours) and isinstance(expected, int):
+        raise _not_finite(name, "", yours)
+    if isinstance(yours, torch.Tensor) and yours.numel() == 1 and yours.is_floating_point() \
+            and not bool(torch.isfinite(yours).all()):
+        raise _not_finite(name, "", yours.item())
     if yours != expected:
         raise AssertionError(f"{name}: your value {fmt(yours)} / expected {fmt(expected)}")
     return 0.0
+
+
+@contextlib.contextmanager
+def forbid(owner: Any, attr: str, why: str) -> Iterator[None]:
+    """While the block runs, ``owner.attr`` raises ``AssertionError(why)`` (an exercise that rules out a shortcut).
+
+    Used around the student's calls only; the check computes its expected values outside the block.
+    """
+    original = getattr(owner, attr)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(why)
+
+    setattr(owner, attr, refuse)
+    try:
+        yield
+    finally:
+        setattr(owner, attr, original)
