@@ -337,14 +337,14 @@ def cifar10(split: str, root: PathLike | None = None) -> TensorDataset:
             return _load_cifar(paths)
         searched.append((folder, origin, ""))
     what = f"{_CIFAR10.title} {split!r} split"
-    needed = [f"{_CIFAR_DIR}/{n}" for n in names] + [f"(or {_CIFAR_ARCHIVE})"]
+    needed = [f"{_CIFAR_DIR}/{n}" for n in names]
     reason = offline_reason(_CIFAR10.key)
     if reason is not None:
-        raise not_found(_CIFAR10, what, needed, searched, f"not tried ({reason})")
+        raise not_found(_CIFAR10, what, needed, searched, f"not tried ({reason})", instead=_CIFAR_ARCHIVE)
     try:
         archive = download(_CIFAR10, _CIFAR_ARCHIVE, cache_dir() / _CIFAR10.key)
     except DownloadError as exc:
-        error = not_found(_CIFAR10, what, needed, searched, f"failed ({exc})")
+        error = not_found(_CIFAR10, what, needed, searched, f"failed ({exc})", instead=_CIFAR_ARCHIVE)
     else:
         out_dir = _extract_cifar(archive)
         archive.unlink(missing_ok=True)  # we downloaded it; the extracted batches are all we need

@@ -159,10 +159,10 @@ def cache_dir() -> Path:
 
 
 def search_bases(root: PathLike | None) -> list[tuple[Path, str]]:
-    """The base folders in look-up order, each with where it came from (``root=``, ``COURSE_DATA``, ``user cache``)."""
+    """The base folders in look-up order, each with where it came from (``root``, ``COURSE_DATA``, ``user cache``)."""
     bases: list[tuple[Path, str]] = []
     if root is not None:
-        bases.append((Path(root).expanduser(), "root="))
+        bases.append((Path(root).expanduser(), "root"))
     env = os.environ.get("COURSE_DATA", "").strip()
     if env:
         bases.append((Path(env).expanduser(), "COURSE_DATA"))
@@ -199,7 +199,7 @@ def stamp(path: Path) -> tuple[str, int, int]:
     return str(resolved), st.st_mtime_ns, st.st_size
 
 
-_SHOWN_AS = {"root=": "root={}", "COURSE_DATA": "COURSE_DATA={}", "user cache": "user cache {}"}
+_SHOWN_AS = {"root": "root={}", "COURSE_DATA": "COURSE_DATA={}", "user cache": "user cache {}"}
 
 
 def _bases_of(searched: Sequence[tuple[Path, str, str]]) -> list[str]:
@@ -219,6 +219,7 @@ def not_found(
     needed: Sequence[str],
     searched: Sequence[tuple[Path, str, str]],
     download_note: str,
+    instead: str = "",
 ) -> DataNotFoundError:
     """The error for files found nowhere: a short message that says where to put them.
 
@@ -229,12 +230,15 @@ def not_found(
         searched: ``(folder, origin, note)`` per searched folder; a non-empty note (``"has X but lacks Y"``)
             is quoted in the message.
         download_note: what became of the download, e.g. ``"not tried (offline: COURSE_OFFLINE=1)"``.
+        instead: a file that would do instead (an archive holding them), if any.
     """
     bases = _bases_of(searched)
     partial = [f"{folder} {note}" for folder, _origin, note in searched if note]
     sub = source.subdirs[0]
+    files = ", ".join(needed) + (f" (or {instead})" if instead else "")
+    verb = "is" if len(needed) == 1 and not instead else "are"
     lines = [
-        f"{what} not found: {', '.join(needed)} are in none of the searched folders; download {download_note}.",
+        f"{what} not found: {files} {verb} in none of the searched folders; download {download_note}.",
         f"Fix: put them in <dir>/{sub}/ and set COURSE_DATA=<dir> before starting Jupyter (or run "
         f"os.environ['COURSE_DATA'] = '<dir>' before loading), or pass root=<dir>; connected to the internet "
         f"(COURSE_OFFLINE unset) they are downloaded into the user cache.",
