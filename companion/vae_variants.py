@@ -11,7 +11,7 @@ Read top to bottom:
   ``companion.vae.reparameterize``, ``encode_means``, ``kl_per_dimension``, ``traverse`` (pass
   :meth:`BetaVAE.decode_mean`) and ``iwae_nll`` (:meth:`BetaVAE.sampled_terms` makes it work here, with labels
   for a CVAE), and from ``companion.losses`` every likelihood, KL and ``bernoulli_elbo``;
-* measuring disentanglement: :func:`shapes_factor_matrix` turns ``data.shapes``' factors into the matrix that
+* measuring disentanglement: :func:`shapes_factor_matrix` turns ``toys.shapes``' factors into the matrix that
   ``companion.metrics.mig`` (the mutual information gap, Chen et al. 2018) reads;
 * :class:`CVAE` — q(z | x, y) and p(x | y, z) (Sohn et al. 2015), :meth:`CVAE.sample` and :func:`style_transfer`;
 * anomaly detection: the score :func:`negative_elbo`, ranked by ``companion.metrics.auroc``, and the
@@ -68,7 +68,7 @@ class CondVAEConfig:
     """Sizes of a small MLP or convolutional VAE.
 
     Attributes:
-        image_size: side of the square images (28 for MNIST, 32 for ``data.shapes(size=32)``).
+        image_size: side of the square images (28 for MNIST, 32 for ``toys.shapes(size=32)``).
         channels: image channels.
         latent_dim: ``D``, the size of z.
         hidden: ``arch="mlp"``: widths of the encoder's hidden layers (the decoder uses them in reverse).
@@ -373,10 +373,10 @@ class BetaVAE(nn.Module):
 
 
 def shapes_factor_matrix(factors: dict[str, Tensor], names: Sequence[str] | None = None) -> Tensor:
-    """Stack ``data.shapes``' factor dict into a float64 ``[N, K]`` matrix for :func:`mig`.
+    """Stack ``toys.shapes``' factor dict into a float64 ``[N, K]`` matrix for :func:`mig`.
 
     Args:
-        factors: the dict returned by ``data.shapes`` (``shape``, ``scale``, ``rotation``, ``pos_x``, ``pos_y``).
+        factors: the dict returned by ``toys.shapes`` (``shape``, ``scale``, ``rotation``, ``pos_x``, ``pos_y``).
         names: which factors, in which order (default: all, in the dict's order).
 
     The ``shape`` column keeps its 3 values, which :func:`mig` treats as categories (a column with at most

@@ -1,8 +1,8 @@
-"""Tests for companion.data.
+"""Tests for companion.data: the loaders, the train/held-out split and the status line.
 
 Loader tests write small files in the datasets' real formats (IDX, gzip, CIFAR pickle batches, tar.gz) into
-``tmp_path``. No test touches the network: every test runs with ``COURSE_OFFLINE=1`` and a ``_fetch`` that
-fails loudly, unless it installs its own fake ``_fetch``.
+``tmp_path``. No test touches the network: every test runs with ``COURSE_OFFLINE=1`` and a
+``download._fetch`` that fails loudly, unless it sets ``COURSE_OFFLINE=0`` and installs its own fake.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ import ast
 import gzip
 import hashlib
 import io
-import math
+import json
 import os
 import pickle
 import struct
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from companion import data
+from companion import data, download, profile
 from companion.data import CorruptDataError, DataNotFoundError
 
 REAL_DATA = (
@@ -32,8 +31,6 @@ REAL_DATA = (
     if os.environ.get("COURSE_DATA")
     else Path(__file__).resolve().parents[2] / "shared" / "datasets"
 )
-ORIGINAL_FETCH = data._fetch  # captured before the fixtures replace it
-
 HAVE_REAL_MNIST = (REAL_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file() or (
     REAL_DATA / "t10k-images-idx3-ubyte.gz"
 ).is_file()
@@ -140,7 +137,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     def no_network(url: str, dest: Path) -> None:
         raise AssertionError(f"test tried to download {url}")
 
-    monkeypatch.setattr(data, "_fetch", no_network)
+    monkeypatch.setattr(download, "_fetch", no_network)
     return cache_home / "generatevision"
 
 
@@ -151,7 +148,7 @@ def cache(isolated: Path) -> Path:
 
 @pytest.fixture
 def online(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("COURSE_OFFLINE", raising=False)
+    monkeypatch.setenv("COURSE_OFFLINE", "0")  # try the (faked) network without probing it
 
 
 def fake_fetch(payloads: dict[str, bytes], calls: list[str]):
@@ -231,12 +228,6 @@ def test_root_beats_course_data_beats_cache(
     assert len(data.mnist("test")) == 5
 
 
-def test_cache_dir_defaults_to_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert data._cache_dir() == tmp_path / ".cache" / "generatevision"
-
-
 def test_split_needs_both_files_in_one_folder(tmp_path: Path) -> None:
     write_mnist(tmp_path, "test", n=3)
     idx_paths(tmp_path, "test")[1].unlink()
@@ -244,7 +235,7 @@ def test_split_needs_both_files_in_one_folder(tmp_path: Path) -> None:
         data.mnist("test", root=tmp_path)
 
 
-def test_missing_offline_names_file_folders_and_fix(
+def test_missing_offline_is_short_and_says_where_to_put_the_files(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "env"))
@@ -253,25 +244,27 @@ def test_missing_offline_names_file_folders_and_fix(
     err = info.value
     assert isinstance(err, FileNotFoundError)
     msg = str(err)
-    assert "train-images-idx3-ubyte.gz" in msg and "train-labels-idx1-ubyte.gz" in msg
-    for folder in (
-        tmp_path / "root",
-        tmp_path / "root" / "mnist",
-        tmp_path / "env",
-        tmp_path / "env" / "mnist",
-    ):
-        assert str(folder) in msg
-    assert str(cache) in msg and str(cache / "mnist") in msg
-    assert "COURSE_DATA" in msg and "root=" in msg and "internet" in msg and "COURSE_OFFLINE" in msg
-    assert tmp_path / "env" / "mnist" in err.searched
+    lines = msg.splitlines()
+    assert len(lines) <= 4 and lines[0].startswith("MNIST 'train' split not found")
+    assert "train-images-idx3-ubyte.gz" in lines[0] and "train-labels-idx1-ubyte.gz" in lines[0]
+    assert "not tried (offline: COURSE_OFFLINE=1)" in lines[0]
+    assert "<dir>/mnist/" in msg and "COURSE_DATA=<dir>" in msg and "root=<dir>" in msg
+    assert "internet" in msg and "COURSE_OFFLINE" in msg
+    assert f"root={tmp_path / 'root'}" in msg and f"COURSE_DATA={tmp_path / 'env'}" in msg
+    assert f"user cache {cache}" in msg and "mnist/, MNIST/raw/" in msg
+    assert tmp_path / "env" / "mnist" in err.searched and cache / "mnist" in err.searched
     assert "train-images-idx3-ubyte.gz" in err.missing
+    assert err.__context__ is None and err.__cause__ is None  # nothing chained onto the message
+    assert err._render_traceback_() == [f"DataNotFoundError: {msg}"]  # what Jupyter shows: no frames
     assert not cache.exists()  # offline: nothing created, nothing fetched
 
 
 def test_missing_cifar_offline(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match="cifar-10-python.tar.gz") as info:
         data.cifar10("test", root=tmp_path)
-    assert "test_batch" in str(info.value) and str(tmp_path / "cifar10") in str(info.value)
+    msg = str(info.value)
+    assert "cifar-10-batches-py/test_batch (or cifar-10-python.tar.gz) are in none" in msg
+    assert f"root={tmp_path}" in msg and "cifar10/" in msg
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -352,71 +345,29 @@ def mnist_payloads(n: int = 6) -> dict[str, bytes]:
 def test_download_verified_and_atomic(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     payloads = mnist_payloads()
     calls: list[str] = []
-    monkeypatch.setitem(data._MD5, "mnist", {name: md5(b) for name, b in payloads.items()})
-    monkeypatch.setattr(data, "_fetch", fake_fetch(payloads, calls))
+    monkeypatch.setitem(download.CHECKSUMS, "mnist", {name: md5(b) for name, b in payloads.items()})
+    monkeypatch.setattr(download, "_fetch", fake_fetch(payloads, calls))
     x, y = data.mnist("test").tensors
     assert x.shape == (6, 1, 28, 28) and y.dtype == torch.int64
     assert calls == [
-        data._MIRRORS["mnist"][0] + n for n in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+        download.MIRRORS["mnist"][0] + n for n in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
     ]
     assert all_files(cache) == ["mnist", "mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"]
     data.mnist("test")  # now found in the cache: no second download
     assert len(calls) == 2
-    assert data.data_source("mnist") == f"MNIST from {cache / 'mnist'} (test split only)"
+    assert data.data_source("mnist") == "MNIST test split (user cache); the other split to be downloaded"
 
 
 @pytest.mark.usefixtures("online")
-def test_download_falls_back_to_second_mirror(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    payloads = mnist_payloads()
-    monkeypatch.setitem(data._MD5, "mnist", {name: md5(b) for name, b in payloads.items()})
-    first, second = data._MIRRORS["mnist"][:2]
-    calls: list[str] = []
-
+def test_failed_download_is_one_short_error(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def fetch(url: str, dest: Path) -> None:
-        calls.append(url)
-        if url.startswith(first):
-            raise OSError("mirror down")
-        Path(dest).write_bytes(payloads[url.rsplit("/", 1)[-1]])
+        raise OSError("no route to host")
 
-    monkeypatch.setattr(data, "_fetch", fetch)
-    assert len(data.mnist("train")) == 6
-    assert [u.startswith(second) for u in calls] == [False, True, False, True]
-
-
-@pytest.mark.usefixtures("online")
-def test_download_checksum_mismatch_leaves_nothing(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    payloads = mnist_payloads()
-    calls: list[str] = []
-    monkeypatch.setattr(data, "_fetch", fake_fetch(payloads, calls))  # real md5 table: these bytes mismatch
-    with pytest.raises(DataNotFoundError, match="md5 mismatch") as info:
+    monkeypatch.setattr(download, "_fetch", fetch)
+    with pytest.raises(DataNotFoundError, match=r"download failed \(.*no route to host") as info:
         data.mnist("test")
-    assert "t10k-images-idx3-ubyte.gz" in str(info.value)
-    assert len(calls) == len(data._MIRRORS["mnist"])  # every mirror tried
-    assert all_files(cache) == ["mnist"]  # no file, no temporary file
-
-
-@pytest.mark.usefixtures("online")
-@pytest.mark.parametrize("error", [OSError("connection reset"), KeyboardInterrupt()])
-def test_download_failing_midway_leaves_nothing(
-    cache: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException
-) -> None:
-    def fetch(url: str, dest: Path) -> None:
-        Path(dest).write_bytes(b"\x1f\x8b partial bytes")
-        raise error
-
-    monkeypatch.setattr(data, "_fetch", fetch)
-    expected = DataNotFoundError if isinstance(error, Exception) else KeyboardInterrupt
-    with pytest.raises(expected):
-        data.mnist("test")
-    assert all_files(cache) == ["mnist"]
-
-
-def test_real_fetch_with_a_local_file_url(tmp_path: Path) -> None:
-    src = tmp_path / "src.bin"
-    src.write_bytes(bytes(range(256)) * 5000)
-    dest = tmp_path / "dest.bin"
-    ORIGINAL_FETCH(src.as_uri(), dest)  # the urllib code path, on a file:// URL (no network)
-    assert dest.read_bytes() == src.read_bytes()
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    assert all_files(cache) == ["mnist"]  # no partial files
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -448,13 +399,13 @@ def test_cifar10_archive_is_extracted_safely(tmp_path: Path) -> None:
     names = all_files(root)
     assert "cifar-10-batches-py/test_batch" in names and not any(".cifar-extract" in n for n in names)
     assert len(data.cifar10("test", root=root)) == 3
-    assert data.data_source("cifar10", root=root) == f"CIFAR-10 from {root}"
+    assert data.data_source("cifar10", root=root) == "CIFAR-10 train+test splits (root)"
 
 
 def test_cifar10_truncated_archive(tmp_path: Path) -> None:
     archive = cifar_archive_bytes(n=50)
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(archive[: len(archive) // 2])
-    assert data.data_source("cifar10", root=tmp_path).endswith("(to be extracted)")
+    assert data.data_source("cifar10", root=tmp_path) == "CIFAR-10 archive (root), to be extracted"
     with pytest.raises(CorruptDataError, match="cifar-10-python.tar.gz"):
         data.cifar10("test", root=tmp_path)
     assert all_files(tmp_path) == ["cifar-10-python.tar.gz"]
@@ -493,9 +444,9 @@ def test_cifar10_refuses_arbitrary_pickled_objects(tmp_path: Path) -> None:
 def test_cifar10_download(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive = cifar_archive_bytes(n=2)
     calls: list[str] = []
-    monkeypatch.setitem(data._MD5, "cifar10", {"cifar-10-python.tar.gz": md5(archive)})
-    monkeypatch.setattr(data, "_fetch", fake_fetch({"cifar-10-python.tar.gz": archive}, calls))
-    assert data.data_source("cifar10") == f"CIFAR-10: download to {cache / 'cifar10'}"
+    monkeypatch.setitem(download.CHECKSUMS, "cifar10", {"cifar-10-python.tar.gz": md5(archive)})
+    monkeypatch.setattr(download, "_fetch", fake_fetch({"cifar-10-python.tar.gz": archive}, calls))
+    assert data.data_source("cifar10") == "CIFAR-10: to be downloaded into the user cache"
     assert len(data.cifar10("test")) == 2
     assert calls == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
     assert "cifar10/cifar-10-batches-py/data_batch_5" in all_files(cache)
@@ -507,46 +458,98 @@ def test_cifar10_download(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_data_source(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_source_names_splits_and_origin_without_paths(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_mnist(tmp_path / "mnist", "test", n=2)
-    assert data.data_source("mnist", root=tmp_path) == f"MNIST from {tmp_path / 'mnist'} (test split only)"
+    assert data.data_source("mnist", root=tmp_path) == "MNIST test split (offline, root)"
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    assert data.data_source() == "MNIST test split (offline, COURSE_DATA)"
+    write_mnist(cache / "mnist", "train", n=2)
+    assert data.data_source() == "MNIST train split (user cache), test split (COURSE_DATA)"
     write_mnist(tmp_path / "mnist", "train", n=2)
-    assert data.data_source(root=tmp_path) == f"MNIST from {tmp_path / 'mnist'}"
-    assert "COURSE_OFFLINE" in data.data_source("fashion_mnist")
-    monkeypatch.delenv("COURSE_OFFLINE")
-    assert data.data_source("fashion-mnist") == f"Fashion-MNIST: download to {cache / 'fashion_mnist'}"
+    assert data.data_source() == "MNIST train+test splits (COURSE_DATA)"
+    assert str(tmp_path) not in data.data_source()
+    assert data.data_source("fashion_mnist") == "Fashion-MNIST: not found (offline; set COURSE_DATA)"
+    monkeypatch.setenv("COURSE_OFFLINE", "0")
+    assert data.data_source("fashion-mnist") == "Fashion-MNIST: to be downloaded into the user cache"
     assert "unknown dataset" in data.data_source("imagenet")
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(data, "_folders", broken)
+    monkeypatch.setattr(data, "search_folders", broken)
     assert "boom" in data.data_source("mnist")  # never raises
 
 
-def test_mnist_splits_standard(tmp_path: Path) -> None:
+def write_numbered_mnist(folder: Path, split: str, n: int) -> None:
+    """An MNIST-format split whose image ``i`` carries ``i`` in its first two pixels and the split in the third."""
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    index = np.arange(n)
+    images[:, 0, 0], images[:, 0, 1], images[:, 0, 2] = index // 256, index % 256, 1 if split == "train" else 2
+    img_path, lbl_path = idx_paths(folder, split)
+    write_idx(img_path, images)
+    write_idx(lbl_path, index % 10)
+
+
+def numbers(ds: TensorDataset) -> tuple[set[str], list[int]]:
+    """Which split(s) and which image numbers ``ds`` holds (see :func:`write_numbered_mnist`)."""
+    pixels = (ds.tensors[0][:, 0, 0, :3] * 255).round().long()
+    splits = {"mnist-train" if int(v) == 1 else "mnist-test" for v in pixels[:, 2]}
+    return splits, (pixels[:, 0] * 256 + pixels[:, 1]).tolist()
+
+
+@pytest.mark.parametrize("have_train", [True, False], ids=["train+test", "test only"])
+@pytest.mark.parametrize("sizes", [{}, {"n_train": 500, "n_test": 300}], ids=["full", "subsets"])
+def test_mnist_splits_info_names_exactly_the_images(tmp_path: Path, have_train: bool, sizes: dict) -> None:
+    write_numbered_mnist(tmp_path, "test", 10_000)
+    if have_train:
+        write_numbered_mnist(tmp_path, "train", 9_000)  # a small stand-in for the 60,000 images
+    splits = data.mnist_splits("ci", root=tmp_path, **sizes)
+    train, heldout, desc = splits  # still unpacks like the 3-tuple it always was
+    assert (splits.train, splits.heldout, splits.description) == (train, heldout, desc)
+    info = splits.info
+    if have_train:
+        assert info["train"].startswith("mnist-train[0:9000]") and info["heldout"].startswith("mnist-test[0:10000]")
+    else:
+        assert info["train"].startswith("mnist-test[0:8000]")
+        assert info["heldout"].startswith("mnist-test[8000:10000]")
+    if sizes:
+        assert info["train"].endswith(".subset(500, seed=0)") and info["heldout"].endswith(".subset(300, seed=1)")
+    else:
+        assert "subset" not in info["train"] + info["heldout"]
+    seen = {}
+    for part, ds in (("train", train), ("heldout", heldout)):
+        source, indices = data.split_indices(info[part])
+        assert numbers(ds) == ({source}, indices.tolist())  # the spec names exactly these images
+        seen[part] = (source, set(indices.tolist()))
+    if seen["train"][0] == seen["heldout"][0]:
+        assert not seen["train"][1] & seen["heldout"][1]  # held-out images were never trained on
+    assert json.loads(json.dumps(info)) == info  # ready for a checkpoint card
+
+
+def test_mnist_splits_descriptions(tmp_path: Path) -> None:
     write_mnist(tmp_path, "train", n=30, seed=1)
     write_mnist(tmp_path, "test", n=10, seed=2)
     train, test, desc = data.mnist_splits("ci", root=tmp_path)
     assert (len(train), len(test)) == (30, 10)
-    assert "trained on MNIST-train, evaluated on MNIST-test" in desc and "offline" not in desc
-    train, test, desc = data.mnist_splits("ci", root=tmp_path, n_train=8, n_test=4)
-    assert (len(train), len(test)) == (8, 4) and "8 train" in desc
+    assert desc == "trained on MNIST-train, evaluated on MNIST-test [profile ci]"
+    train, test, desc = data.mnist_splits(profile.get_profile("cpu"), root=tmp_path, n_train=8, n_test=4)
+    assert (len(train), len(test)) == (8, 4) and "8 train" in desc and desc.endswith("[profile cpu]")
     again = data.mnist_splits("ci", root=tmp_path, n_train=8, n_test=4)
-    assert torch.equal(again[0].tensors[1], train.tensors[1])
+    assert torch.equal(again.train.tensors[1], train.tensors[1])
 
 
 def test_mnist_splits_offline_fallback(tmp_path: Path) -> None:
     write_mnist(tmp_path, "test", n=10_010, compress=False)
     train, test, desc = data.mnist_splits("ci", root=tmp_path)
     assert (len(train), len(test)) == (8000, 2010)
-    assert (
+    assert desc == (
         "trained on MNIST-test[:8000], evaluated on MNIST-test[8000:] "
-        "(offline: the training split is not available)" in desc
+        "(offline: the training split is not available) [profile ci]"
     )
     full = data.mnist("test", root=tmp_path)
     assert torch.equal(train.tensors[1], full.tensors[1][:8000])
-    assert "\n" not in desc
 
 
 @pytest.mark.usefixtures("online")
@@ -556,15 +559,27 @@ def test_mnist_splits_fallback_when_download_fails(tmp_path: Path, monkeypatch: 
     def fetch(url: str, dest: Path) -> None:
         raise OSError("no route to host")
 
-    monkeypatch.setattr(data, "_fetch", fetch)
-    train, test, desc = data.mnist_splits("cpu", root=tmp_path, n_train=10)
-    assert (len(train), len(test)) == (10, 10)
-    assert "MNIST-test[:40]" in desc and "not available" in desc
+    monkeypatch.setattr(download, "_fetch", fetch)
+    splits = data.mnist_splits("cpu", root=tmp_path, n_train=10)
+    assert (len(splits.train), len(splits.heldout)) == (10, 10)
+    assert "MNIST-test[:40]" in splits.description and "not available" in splits.description
+    assert splits.info == {"train": "mnist-test[0:40].subset(10, seed=0)", "heldout": "mnist-test[40:50]"}
 
 
 def test_mnist_splits_without_any_data(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match="t10k-images-idx3-ubyte.gz"):
         data.mnist_splits("ci", root=tmp_path)
+
+
+def test_split_indices() -> None:
+    source, idx = data.split_indices("mnist-test[8000:10000]")
+    assert source == "mnist-test" and idx.tolist() == list(range(8000, 10000))
+    source, idx = data.split_indices("mnist-train[0:60000].subset(2000, seed=0)")
+    assert source == "mnist-train" and len(idx) == 2000 and idx.tolist() == sorted(set(idx.tolist()))
+    assert torch.equal(idx, data.subset(TensorDataset(torch.arange(60000)), 2000, seed=0).tensors[0])
+    for bad in ("mnist-test", "mnist-val[0:3]", "mnist-test[0:8000].subset(2)", "../x[0:1]"):
+        with pytest.raises(ValueError, match="not a split spec"):
+            data.split_indices(bad)
 
 
 def test_subset() -> None:
@@ -627,101 +642,15 @@ def test_sklearn_is_imported_lazily() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Procedural data
-# ---------------------------------------------------------------------------------------------------------
-
-
-def test_shapes() -> None:
-    start = time.perf_counter()
-    images, factors = data.shapes(1000, size=64, seed=0)
-    assert time.perf_counter() - start < 2.0  # "well under a second" on a normal machine
-    assert images.shape == (1000, 1, 64, 64) and images.dtype == torch.float32
-    assert set(images.unique().tolist()) == {0.0, 1.0}
-    assert tuple(factors) == data.shapes_factor_names
-    assert factors["shape"].dtype == torch.int64 and set(factors["shape"].tolist()) == {0, 1, 2}
-    assert 0.5 <= factors["scale"].min() and factors["scale"].max() <= 1
-    assert 0 <= factors["rotation"].min() and factors["rotation"].max() < 2 * math.pi
-    for key in ("pos_x", "pos_y"):
-        assert 0 <= factors[key].min() and factors[key].max() <= 1
-    area = images.flatten(1).sum(1)
-    assert area.min() > 10  # every image shows its shape
-    border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], -1)
-    assert border.sum() == 0  # and no shape is cut off
-    big, small = factors["scale"] > 0.9, factors["scale"] < 0.6
-    assert area[big].mean() > 2.5 * area[small].mean()  # area grows like scale²
-    right = factors["pos_x"] > 0.5  # the centre of mass follows pos_x
-    col = (images[:, 0].sum(1) * torch.arange(64)).sum(1) / area
-    assert col[right].mean() > col[~right].mean() + 10
-
-
-def test_shapes_deterministic_and_validated() -> None:
-    a, fa = data.shapes(20, size=32, seed=5)
-    b, fb = data.shapes(20, size=32, seed=5)
-    c, _ = data.shapes(20, size=32, seed=6)
-    assert torch.equal(a, b) and all(torch.equal(fa[k], fb[k]) for k in fa)
-    assert not torch.equal(a, c)
-    assert data.shapes(1)[0].shape == (1, 1, 64, 64)
-    with pytest.raises(ValueError):
-        data.shapes(0)
-    with pytest.raises(ValueError):
-        data.shapes(5, size=4)
-    with pytest.raises(TypeError):
-        data.shapes(2.5)  # type: ignore[arg-type]
-
-
-def test_eight_gaussians() -> None:
-    x = data.eight_gaussians(4000)
-    assert x.shape == (4000, 2) and x.dtype == torch.float32
-    assert torch.equal(x, data.eight_gaussians(4000, seed=0))
-    assert not torch.equal(x, data.eight_gaussians(4000, seed=1))
-    x, k = data.eight_gaussians(4000, seed=2, radius=3.0, std=0.01, return_labels=True)
-    assert k.dtype == torch.int64 and set(k.tolist()) == set(range(8))
-    angle = k.float() * math.pi / 4
-    centres = 3.0 * torch.stack([torch.cos(angle), torch.sin(angle)], 1)
-    assert (x - centres).norm(dim=1).max() < 0.1
-    with pytest.raises(ValueError):
-        data.eight_gaussians(0)
-    with pytest.raises(ValueError):
-        data.eight_gaussians(10, std=-1.0)
-
-
-def test_two_moons() -> None:
-    x, moon = data.two_moons(2000, noise=0.0, return_labels=True)
-    assert x.shape == (2000, 2) and x.dtype == torch.float32 and moon.dtype == torch.int64
-    upper = x[moon == 0]
-    lower = x[moon == 1] - torch.tensor([1.0, 0.5])
-    torch.testing.assert_close(upper.norm(dim=1), torch.ones(len(upper)))
-    torch.testing.assert_close(lower.norm(dim=1), torch.ones(len(lower)))
-    assert torch.equal(data.two_moons(50, seed=3), data.two_moons(50, seed=3))
-    assert not torch.equal(data.two_moons(50, seed=3), data.two_moons(50, seed=4))
-    with pytest.raises(ValueError):
-        data.two_moons(-1)
-    with pytest.raises(ValueError):
-        data.two_moons(10, noise=-0.1)
-
-
-def test_swiss_roll() -> None:
-    x = data.swiss_roll(5000)
-    assert x.shape == (5000, 2) and x.dtype == torch.float32
-    assert x.mean(0).abs().max() < 0.2 and ((x.std(0) - 1).abs() < 0.2).all()
-    assert torch.equal(x, data.swiss_roll(5000, seed=0))
-    assert not torch.equal(x, data.swiss_roll(5000, seed=1))
-    with pytest.raises(ValueError):
-        data.swiss_roll(0)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The real offline data (only where it exists)
 # ---------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.skipif(not HAVE_REAL_MNIST, reason=f"no offline MNIST in {REAL_DATA}")
 def test_real_mnist_test_split() -> None:
-    start = time.perf_counter()
     ds = data.mnist("test", root=REAL_DATA)
-    assert time.perf_counter() - start < 1.0
     x, y = ds.tensors
     assert x.shape == (10000, 1, 28, 28) and x.dtype == torch.float32
     assert y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert 0 <= x.min() and x.max() == 1
-    assert data.data_source("mnist", root=REAL_DATA).startswith("MNIST from ")
+    assert data.data_source("mnist", root=REAL_DATA).startswith("MNIST test split")

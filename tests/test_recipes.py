@@ -14,7 +14,7 @@ import typing
 import pytest
 import torch
 
-from companion import data, hub, vae, vqvae
+from companion import data, hub, toys, vae, vqvae
 from companion import vae_variants as vv
 from companion.profile import Profile, get_profile
 from companion.recipes import FAMILIES, RECIPES, Recipe, classifiers, vaes
@@ -138,7 +138,7 @@ def test_shipped_betavae_mig():
     """MIG on the first 1,000 images of the card's evaluation set (a fresh draw with its seed)."""
     sweep = hub.load_model("betavae_shapes")
     ev = dict(vaes.SHAPES_EVAL, n=1000)
-    x, f = data.shapes(**ev)
+    x, f = toys.shapes(**ev)
     factors = vv.shapes_factor_matrix(f, list(f))
     mig = {b: vv.measure_disentanglement(sweep[b], x, factors)["mig"].score for b in sweep.betas}
     card = hub.card("betavae_shapes")["metrics"]

@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from companion import data, metrics, vae
+from companion import data, metrics, toys, vae
 from companion import train as trainlib
 from companion import vae_variants as vv
 from companion.losses import gaussian_kl
@@ -169,7 +169,7 @@ def test_conditional_accuracy_with_a_known_classifier():
 
 
 def test_mig_one_latent_and_categorical_factors():
-    f = data.shapes(600, size=16, seed=0)[1]
+    f = toys.shapes(600, size=16, seed=0)[1]
     mat = vv.shapes_factor_matrix(f, ["shape", "pos_x"])
     assert mat.shape == (600, 2)
     r = metrics.mig(mat[:, 1:2] * 3.0, mat)  # a single latent equal to pos_x: its gap is all of I(z; v)
@@ -270,7 +270,7 @@ def test_conv_vae_elbo_matches_torch_distributions_and_trains():
     logits = model.decode(vv.reparameterize(mu, logvar, generator=_gen(1)))
     assert torch.allclose(rec, Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1))
     assert torch.allclose(kl, kl_divergence(Normal(mu, logvar.mul(0.5).exp()), Normal(0.0, 1.0)).sum(1))
-    xs, _ = data.shapes(256, size=8, seed=0)
+    xs, _ = toys.shapes(256, size=8, seed=0)
     m = vv.BetaVAE(vv.CondVAEConfig.conv_tiny(), beta=1.0)
     hist = trainlib.train_vae(m, xs, objective="loss", epochs=6, batch_size=32, lr=3e-3, progress=False, log_every=1)
     losses = hist.series("loss")[1]
@@ -291,7 +291,7 @@ def test_beta_sweep_shares_initial_weights_and_indexes_by_beta():
 def test_measure_disentanglement_reports_rate_distortion_and_mig():
     torch.manual_seed(0)
     model = vv.BetaVAE(vv.CondVAEConfig.conv_tiny()).eval()
-    x, f = data.shapes(300, size=8, seed=0)
+    x, f = toys.shapes(300, size=8, seed=0)
     v = vv.shapes_factor_matrix(f)
     r = vv.measure_disentanglement(model, x, v)
     mu, logvar = model.encode(x)

@@ -171,8 +171,13 @@ def execute_all(profile: str, jobs: int, names: list[str] | None = None) -> None
     since = time.time()
     print(f"executing {len(paths)} chapter(s) at profile={profile} with {jobs} job(s) …", flush=True)
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for p, s in zip(paths, pool.map(execute_chapter, paths, [profile] * len(paths))):
-            print(f"  {p.stem}: {s:.1f} s", flush=True)
+        try:
+            for p, s in zip(paths, pool.map(execute_chapter, paths, [profile] * len(paths))):
+                print(f"  {p.stem}: {s:.1f} s", flush=True)
+        except Exception as exc:  # a cell failed: its own error is the message, not the pool's traceback
+            if type(exc).__name__ != "PapermillExecutionError":
+                raise
+            raise SystemExit(f"a chapter failed (executed copy in {EXECUTED.relative_to(ROOT)}):{exc}") from None
     print(timing_table(since))
 
 

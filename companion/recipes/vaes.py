@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .. import data
+from .. import data, toys
 from .. import vae as vae_lib
 from .. import vae_variants as vv
 from ..profile import Profile, seed_everything
@@ -139,7 +139,7 @@ SHAPES_BETAS = (1.0, 4.0, 16.0)
 SHAPES_SCHEDULE = {"ci": {"n_train": 512, "steps": 20}, "cpu": {"n_train": 30_000, "steps": 8000},
                    "gpu": {"n_train": 30_000, "steps": 8000}}
 SHAPES_BATCH, SHAPES_LR = 64, 1e-3
-#: The evaluation set every MIG in the chapter and the card is measured on: ``data.shapes(5000, 32, seed=1)``.
+#: The evaluation set every MIG in the chapter and the card is measured on: ``toys.shapes(5000, 32, seed=1)``.
 SHAPES_EVAL = {"n": 5000, "size": 32, "seed": 1}
 
 
@@ -152,13 +152,13 @@ def train_betavae_shapes(profile: Profile) -> tuple[vv.BetaSweep, dict[str, Any]
     """Train checkpoint ``betavae_shapes``: one conv β-VAE per β in :data:`SHAPES_BETAS`.
 
     Identical initial weights, Adam (lr ``SHAPES_LR``), batch ``SHAPES_BATCH``, seed 0, the same number of steps
-    for every β, Bernoulli likelihood, on ``data.shapes(n_train, size=32, seed=0)``. Metrics (per β, on
+    for every β, Bernoulli likelihood, on ``toys.shapes(n_train, size=32, seed=0)``. Metrics (per β, on
     :data:`SHAPES_EVAL`, a different seed): MIG and its per-factor gaps, the normalised mutual information
     ``I(z_j; v_k) / H(v_k)`` of each factor's best latent, rate, distortion and active latents.
     """
     n_train, steps = SHAPES_SCHEDULE[profile.name]["n_train"], SHAPES_SCHEDULE[profile.name]["steps"]
-    x, _ = data.shapes(n_train, size=SHAPES_CONFIG.image_size, seed=0)
-    x_eval, f_eval = data.shapes(SHAPES_EVAL["n"], size=SHAPES_EVAL["size"], seed=SHAPES_EVAL["seed"])
+    x, _ = toys.shapes(n_train, size=SHAPES_CONFIG.image_size, seed=0)
+    x_eval, f_eval = toys.shapes(SHAPES_EVAL["n"], size=SHAPES_EVAL["size"], seed=SHAPES_EVAL["seed"])
     names = list(f_eval)
     factors = vv.shapes_factor_matrix(f_eval, names)
     device = profile.device
@@ -185,9 +185,9 @@ def train_betavae_shapes(profile: Profile) -> tuple[vv.BetaSweep, dict[str, Any]
                    f"{SHAPES_CONFIG.hidden[-1]} features, latent {SHAPES_CONFIG.latent_dim}, 32x32) that differ "
                    f"only in beta {list(sweep.betas)}, chapter 11: same initial weights, Adam lr {SHAPES_LR:g}, "
                    f"batch {SHAPES_BATCH}, {steps} steps each, seed {profile.seed}, Bernoulli likelihood; metrics on "
-                   f"data.shapes({SHAPES_EVAL['n']}, size={SHAPES_EVAL['size']}, seed={SHAPES_EVAL['seed']}): "
+                   f"toys.shapes({SHAPES_EVAL['n']}, size={SHAPES_EVAL['size']}, seed={SHAPES_EVAL['seed']}): "
                    "MIG (20 bins) on the posterior means and on one sample z ~ q(z|x), per-factor gaps, "
                    "best latent's I(z; v) / H(v) (means)")
-    data_line = (f"procedural dSprites-style shapes: data.shapes({n_train}, size={SHAPES_CONFIG.image_size}, seed=0) "
+    data_line = (f"procedural dSprites-style shapes: toys.shapes({n_train}, size={SHAPES_CONFIG.image_size}, seed=0) "
                  f"(factors shape, scale, rotation, pos_x, pos_y) [profile {profile.name}]")
     return sweep, card_info(description, data_line, steps, metrics)

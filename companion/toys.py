@@ -1,0 +1,217 @@
+"""Procedural and toy data: dSprites-style shapes with known factors, and 2-D toy distributions.
+
+Nothing here reads a file: every set is computed from a ``seed`` and is the same on every machine.
+
+* :func:`shapes`: binary images of one white shape (square, ellipse, heart) with random scale, rotation and
+  position, returned with the factors that generated them (for disentanglement metrics such as MIG);
+* :func:`eight_gaussians`, :func:`two_moons`, :func:`swiss_roll`: 2-D point clouds for generative models
+  small enough to plot.
+
+Real image datasets (MNIST, Fashion-MNIST, CIFAR-10, scikit-learn's digits) live in :mod:`companion.data`.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import torch
+
+__all__ = [
+    "eight_gaussians",
+    "shapes",
+    "shapes_factor_names",
+    "shapes_shape_names",
+    "swiss_roll",
+    "two_moons",
+]
+
+#: Names of the factors returned by :func:`shapes`, in a fixed order.
+shapes_factor_names: tuple[str, ...] = ("shape", "scale", "rotation", "pos_x", "pos_y")
+#: What the values 0, 1, 2 of the ``"shape"`` factor mean.
+shapes_shape_names: tuple[str, ...] = ("square", "ellipse", "heart")
+
+
+def _positive_int(n: object, what: str) -> int:
+    """``n`` as an ``int``; a ``TypeError`` (not an integer) or ``ValueError`` (not positive) names ``what``."""
+    if isinstance(n, bool):
+        raise TypeError(f"{what} must be an integer, got {n!r}")
+    try:
+        value = operator.index(n)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {n!r}") from None
+    if value <= 0:
+        raise ValueError(f"{what} must be positive, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------------
+# dSprites-style shapes
+# --------------------------------------------------------------------------------------------------------
+
+_SHAPE_RADIUS = 0.18  # shape size at scale 1, as a fraction of the image width
+_POS_LO, _POS_HI = 0.25, 0.75  # centres stay in this range so no shape is cut off
+
+
+def _shape_mask(kind: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Inside-test for one shape kind, on coordinates in the shape's own frame (units of its size)."""
+    if kind == 0:  # square
+        return torch.maximum(u.abs(), v.abs()) <= 0.8
+    if kind == 1:  # ellipse with semi-axes 1 and 0.6
+        return u * u + v * v * (1 / 0.36) <= 1.0
+    x, y = 1.2 * u, 0.12 - 1.2 * v  # heart: (x^2 + y^2 - 1)^3 <= x^2 y^3, y up, tip pointing down
+    x2 = x * x
+    r = x2 + y * y - 1
+    return r * r * r <= x2 * y * y * y
+
+
+def _render_shapes(
+    shape: torch.Tensor,
+    scale: torch.Tensor,
+    rotation: torch.Tensor,
+    px: torch.Tensor,
+    py: torch.Tensor,
+    size: int,
+) -> torch.Tensor:
+    """Rasterise shapes given their factors (all ``[n]``) into float32 ``[n, 1, size, size]`` masks."""
+    coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres in [0, 1]
+    gx, gy = coords.view(1, 1, size), coords.view(1, size, 1)
+    out = torch.zeros(shape.shape[0], size, size, dtype=torch.bool)
+    for kind in range(len(shapes_shape_names)):
+        idx = (shape == kind).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            continue
+        cx = (_POS_LO + (_POS_HI - _POS_LO) * px[idx]).view(-1, 1, 1)
+        cy = (_POS_LO + (_POS_HI - _POS_LO) * py[idx]).view(-1, 1, 1)
+        inv_r = (1.0 / (_SHAPE_RADIUS * scale[idx])).view(-1, 1, 1)
+        cos = torch.cos(rotation[idx]).view(-1, 1, 1) * inv_r
+        sin = torch.sin(rotation[idx]).view(-1, 1, 1) * inv_r
+        dx, dy = gx - cx, gy - cy
+        u = cos * dx + sin * dy  # rotate by -rotation and divide by the size
+        v = cos * dy - sin * dx
+        out[idx] = _shape_mask(kind, u, v)
+    return out.unsqueeze(1).to(torch.float32)
+
+
+def shapes(n: int, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """dSprites-style binary images of one white shape on black, with their generating factors.
+
+    Introduced in chapter 11. Each image has a random shape (0 square, 1 ellipse, 2 heart), scale in
+    [0.5, 1], rotation in [0, 2π) and position; the whole set is determined by ``seed``.
+
+    Args:
+        n: number of images.
+        size: image side in pixels (at least 8).
+        seed: random seed.
+
+    Returns:
+        ``(images, factors)``: images float32 ``[n, 1, size, size]`` with values in {0, 1}; factors maps
+        :data:`shapes_factor_names` to ``[n]`` tensors: ``"shape"`` int64 in {0, 1, 2}, ``"scale"`` in
+        [0.5, 1], ``"rotation"`` in [0, 2π), ``"pos_x"``/``"pos_y"`` in [0, 1] (0 = left/top edge).
+    """
+    n = _positive_int(n, "n")
+    size = _positive_int(size, "size")
+    if size < 8:
+        raise ValueError(f"size must be at least 8 pixels, got {size}")
+    gen = torch.Generator().manual_seed(int(seed))
+    shape = torch.randint(0, 3, (n,), generator=gen)
+    scale = 0.5 + 0.5 * torch.rand(n, generator=gen)
+    rotation = torch.remainder(2 * math.pi * torch.rand(n, generator=gen), 2 * math.pi)
+    pos_x = torch.rand(n, generator=gen)
+    pos_y = torch.rand(n, generator=gen)
+    chunk = max(1, (1 << 22) // (size * size))  # bound the temporary memory for large n
+    images = torch.cat(
+        [
+            _render_shapes(
+                shape[i : i + chunk],
+                scale[i : i + chunk],
+                rotation[i : i + chunk],
+                pos_x[i : i + chunk],
+                pos_y[i : i + chunk],
+                size,
+            )
+            for i in range(0, n, chunk)
+        ]
+    )
+    factors = {"shape": shape, "scale": scale, "rotation": rotation, "pos_x": pos_x, "pos_y": pos_y}
+    return images, factors
+
+
+# --------------------------------------------------------------------------------------------------------
+# 2-D toy distributions
+# --------------------------------------------------------------------------------------------------------
+
+
+def eight_gaussians(
+    n: int, seed: int = 0, radius: float = 2.0, std: float = 0.02, return_labels: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Eight Gaussian blobs evenly spaced on a circle, equally likely. Introduced in chapter 12.
+
+    Args:
+        n: number of points.
+        seed: random seed.
+        radius: radius of the circle of centres.
+        std: standard deviation of each blob.
+        return_labels: also return each point's component index.
+
+    Returns:
+        points float32 ``[n, 2]``; with ``return_labels`` also the component int64 ``[n]`` in 0..7
+        (component k is centred at angle k·π/4).
+    """
+    n = _positive_int(n, "n")
+    if radius <= 0 or std < 0:
+        raise ValueError(f"need radius > 0 and std >= 0, got radius={radius}, std={std}")
+    gen = torch.Generator().manual_seed(int(seed))
+    labels = torch.randint(0, 8, (n,), generator=gen)
+    angle = labels.to(torch.float32) * (math.pi / 4)
+    centres = radius * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+    points = centres + std * torch.randn(n, 2, generator=gen)
+    return (points, labels) if return_labels else points
+
+
+def two_moons(
+    n: int, seed: int = 0, noise: float = 0.05, return_labels: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Two interleaving half circles (scikit-learn's ``make_moons`` geometry), for later chapters.
+
+    Args:
+        n: number of points.
+        seed: random seed.
+        noise: standard deviation of the Gaussian noise added to every point.
+        return_labels: also return which moon (0 upper, 1 lower) each point is on.
+
+    Returns:
+        points float32 ``[n, 2]`` (roughly in [-1, 2] x [-0.5, 1]); with ``return_labels`` also int64 ``[n]``.
+    """
+    n = _positive_int(n, "n")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    gen = torch.Generator().manual_seed(int(seed))
+    labels = torch.randint(0, 2, (n,), generator=gen)
+    t = math.pi * torch.rand(n, generator=gen)
+    upper = torch.stack([torch.cos(t), torch.sin(t)], dim=1)
+    lower = torch.stack([1 - torch.cos(t), 0.5 - torch.sin(t)], dim=1)
+    points = torch.where(labels.view(-1, 1) == 0, upper, lower) + noise * torch.randn(n, 2, generator=gen)
+    return (points, labels) if return_labels else points
+
+
+def swiss_roll(n: int, seed: int = 0, noise: float = 0.25) -> torch.Tensor:
+    """A 2-D swiss roll (spiral), centred and scaled to roughly unit standard deviation, for later chapters.
+
+    Args:
+        n: number of points.
+        seed: random seed.
+        noise: standard deviation of the Gaussian noise, in the spiral's raw units (before scaling by 1/6.8).
+
+    Returns:
+        points float32 ``[n, 2]``.
+    """
+    n = _positive_int(n, "n")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    gen = torch.Generator().manual_seed(int(seed))
+    t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=gen))
+    points = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) + noise * torch.randn(
+        n, 2, generator=gen
+    )
+    return (points - torch.tensor([2.0, 0.2])) / 6.8
