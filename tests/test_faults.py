@@ -366,9 +366,13 @@ def test_good_call_works(spec):
     spec.fn(**spec.good)
 
 
+#: The autograd Functions behind conv2d / conv_transpose2d take arguments those two have already checked.
+ENGINES = {ops.Conv2dFunction, ops.ConvTranspose2dFunction}
+
+
 def test_every_public_op_has_a_spec():
     covered = {spec.fn for spec in OPS_SPECS}
-    public = {getattr(ops, name) for name in ops.__all__ if not isinstance(getattr(ops, name), type)}
+    public = {getattr(ops, name) for name in ops.__all__} - ENGINES
     assert public <= covered, f"no Spec for {sorted(f.__name__ for f in public - covered)}"
 
 
