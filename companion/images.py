@@ -744,6 +744,21 @@ def sobel_magnitude(img: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
+def _check_number(fn: str, name: str, value: object) -> None:
+    """``value`` must be a real number (an int or a float, not a bool or a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{fn}: {name} must be a number, got {value!r} ({type(value).__name__})")
+
+
+def _check_sigma(fn: str, sigma: object) -> None:
+    """A pre-filter: None, ``"auto"`` or a number (its sign is checked by the Gaussian kernel)."""
+    if isinstance(sigma, str):
+        if sigma != "auto":
+            raise ValueError(f"{fn}: sigma must be None, 'auto' or a number, got {sigma!r}")
+    elif sigma is not None:
+        _check_number(fn, "sigma", sigma)
+
+
 def zone_plate(size: int = 512, f_max: float = 0.5) -> Tensor:
     """A zone plate: ``x = 1/2 + 1/2 · cos(π f_max r² / R)``, a test image whose frequency is known everywhere.
 
@@ -763,6 +778,7 @@ def zone_plate(size: int = 512, f_max: float = 0.5) -> Tensor:
     """
     if not isinstance(size, int) or size < 2:
         raise ValueError(f"zone_plate: size must be an int >= 2, got {size!r}")
+    _check_number("zone_plate", "f_max", f_max)
     if not f_max > 0:
         raise ValueError(f"zone_plate: f_max must be > 0, got {f_max!r}")
     c = torch.arange(size, dtype=torch.float64) - (size - 1) / 2  # pixel offsets from the centre
@@ -776,6 +792,7 @@ def gaussian_frequency_response(sigma: float, freq: Tensor | float) -> Tensor:
     The Fourier transform of a Gaussian of standard deviation ``σ`` is a Gaussian of standard deviation
     ``1 / (2πσ)``: blurring more in space keeps fewer frequencies. Introduced in chapter 01.
     """
+    _check_number("gaussian_frequency_response", "sigma", sigma)
     freq = torch.as_tensor(freq, dtype=torch.float64)
     return torch.exp(-2 * math.pi**2 * sigma**2 * freq**2)
 
@@ -796,6 +813,7 @@ def antialias_sigma(factor: int, attenuation: float = 0.5) -> float:
     Introduced in chapter 01.
     """
     _check_factor("antialias_sigma", factor)
+    _check_number("antialias_sigma", "attenuation", attenuation)
     if not 0 < attenuation < 1:
         raise ValueError(f"antialias_sigma: attenuation must be in (0, 1), got {attenuation!r}")
     return factor * math.sqrt(2 * math.log(1 / attenuation)) / math.pi
@@ -817,6 +835,7 @@ def downsample(img: Tensor, factor: int, sigma: float | str | None = None) -> Te
     """
     _check_image("downsample", img)
     f = _check_factor("downsample", factor)
+    _check_sigma("downsample", sigma)
     if sigma == "auto":
         sigma = antialias_sigma(f)
     if sigma is not None and f > 1:
@@ -873,6 +892,7 @@ def ideal_lowpass(img: Tensor, cutoff: float) -> Tensor:
     Introduced in chapter 01.
     """
     _check_image("ideal_lowpass", img)
+    _check_number("ideal_lowpass", "cutoff", cutoff)
     if not 0 < cutoff <= 0.5:
         raise ValueError(f"ideal_lowpass: cutoff must be in (0, 0.5] cycles per pixel, got {cutoff!r}")
     h, w = img.shape[-2:]
@@ -901,6 +921,7 @@ def aliased_fraction(img: Tensor, factor: int, sigma: float | str | None = None)
     """
     _check_image("aliased_fraction", img)
     f = _check_factor("aliased_fraction", factor)
+    _check_sigma("aliased_fraction", sigma)
     if sigma == "auto":
         sigma = antialias_sigma(f)
     h, w = img.shape[-2:]

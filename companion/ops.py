@@ -57,8 +57,16 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, 
         kernel: kernel length (kH or kW).
         stride, padding, dilation: the convolution's settings along this axis.
 
+    A result below 1 means the (dilated) kernel does not fit into the padded input.
+
     Introduced in chapter 03.
     """
+    fn = "conv_output_size"
+    _check_int(fn, "size", size)
+    _check_int(fn, "kernel", kernel, 1)
+    _check_int(fn, "stride", stride, 1)
+    _check_int(fn, "padding", padding, 0)
+    _check_int(fn, "dilation", dilation, 1)
     effective_kernel = dilation * (kernel - 1) + 1  # a dilated kernel spans this many pixels
     return (size + 2 * padding - effective_kernel) // stride + 1
 
@@ -79,6 +87,13 @@ def conv_transpose_output_size(
 
     Introduced in chapter 03.
     """
+    fn = "conv_transpose_output_size"
+    _check_int(fn, "size", size)
+    _check_int(fn, "kernel", kernel, 1)
+    _check_int(fn, "stride", stride, 1)
+    _check_int(fn, "padding", padding, 0)
+    _check_int(fn, "output_padding", output_padding, 0)
+    _check_int(fn, "dilation", dilation, 1)
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
@@ -404,6 +419,141 @@ class ConvTranspose2dFunction(torch.autograd.Function):
 
 
 # ----------------------------------------------------------------------------------------------
+# Input checks: every public function of this module calls these first, so a wrong type, dtype
+# or value fails at the door with a message that names the function, the argument, what was
+# expected and what was given (instead of deep inside a reshape).
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    """A Python int; a bool is not one here (``stride=True`` is a mistake, not a 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(fn: str, name: str, value: object, minimum: int | None = None) -> None:
+    """``value`` must be an int, at least ``minimum``."""
+    if not _is_int(value):
+        raise TypeError(f"{fn}: {name} must be an int, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:  # type: ignore[operator]
+        raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value}")
+
+
+def _check_int_pair(fn: str, name: str, value: object, minimum: int) -> None:
+    """``value`` must be an int or a pair (tuple or list) of ints, each at least ``minimum``."""
+    entries = list(value) if isinstance(value, (tuple, list)) else [value]
+    if not 1 <= len(entries) <= 2:
+        raise ValueError(f"{fn}: {name} must be an int or a pair of ints, got {value!r} ({len(entries)} entries)")
+    for entry in entries:
+        if not _is_int(entry):
+            raise TypeError(
+                f"{fn}: {name} must be an int or a pair of ints, got {value!r} "
+                f"(an entry is a {type(entry).__name__})"
+            )
+        if entry < minimum:
+            raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value!r}")
+
+
+def _check_tensor_arg(fn: str, name: str, value: object, expected: str = "") -> None:
+    """``value`` must be a floating-point ``torch.Tensor`` (not a list, an array, a bool or an int tensor)."""
+    what = f"a floating-point torch.Tensor{' ' + expected if expected else ''}"
+    if not isinstance(value, Tensor):
+        array_like = isinstance(value, (list, tuple)) or hasattr(value, "__array__")
+        hint = " (convert it with torch.as_tensor(..., dtype=torch.float32))" if array_like else ""
+        raise TypeError(f"{fn}: {name} must be {what}, got {type(value).__name__}{hint}")
+    if not value.is_floating_point():
+        hint = " (a uint8 image: x.float() / 255)" if value.dtype == torch.uint8 else ""
+        raise TypeError(f"{fn}: {name} must be {what}, got dtype {value.dtype}{hint}")
+
+
+def _check_same_dtype(fn: str, **tensors: Tensor | None) -> None:
+    """Every given tensor has one dtype and one device (PyTorch refuses to mix them too)."""
+    given = {name: t for name, t in tensors.items() if t is not None}
+    names = " and ".join([", ".join(list(given)[:-1]), list(given)[-1]]) if len(given) > 1 else ""
+    if len({t.dtype for t in given.values()}) > 1:
+        got = ", ".join(f"{name} {t.dtype}" for name, t in given.items())
+        raise TypeError(f"{fn}: {names} must share one dtype, got {got}")
+    if len({t.device for t in given.values()}) > 1:
+        got = ", ".join(f"{name} on {t.device}" for name, t in given.items())
+        raise ValueError(f"{fn}: {names} must be on one device, got {got}")
+
+
+def _check_conv_inputs(fn: str, x: object, weight: object, bias: object) -> None:
+    """Types and dtypes of a convolution's tensors; shapes are ``_check_conv_args``'s job."""
+    _check_tensor_arg(fn, "x", x, "[B, C_in, H, W]")
+    _check_tensor_arg(fn, "weight", weight, "[C_out, C_in / groups, kH, kW]")
+    if bias is not None:
+        _check_tensor_arg(fn, "bias", bias, "[C_out]")
+    _check_same_dtype(fn, x=x, weight=weight, bias=bias)  # type: ignore[arg-type]
+
+
+def _empty_batch(x: Tensor, weight: Tensor, bias: Tensor | None, channels: int, out_hw: tuple[int, int]) -> Tensor:
+    """What PyTorch returns for a batch of 0 images: ``[0, channels, Ho, Wo]``, on the autograd graph.
+
+    Nothing to compute, so no im2col; ``0 * t.sum()`` connects the result to ``x``, ``weight`` and
+    ``bias`` so that a backward pass runs and gives them the zero gradients PyTorch gives.
+    """
+    out = x.new_zeros(0, channels, *out_hw)
+    for t in (x, weight, bias):
+        if t is not None and t.requires_grad:
+            out = out + 0 * t.sum()
+    return out
+
+
+def _check_attention_inputs(
+    fn: str,
+    q: Tensor,
+    k: Tensor,
+    v: object,
+    attn_mask: object,
+    is_causal: object,
+    scale: object,
+    with_v: bool = True,
+) -> None:
+    """Types, dtypes and the mask of an attention call (shapes of q, k, v: ``_attention_logits``)."""
+    _check_tensor_arg(fn, "q", q, "[..., L, E]")
+    _check_tensor_arg(fn, "k", k, "[..., S, E]")
+    if with_v:
+        _check_tensor_arg(fn, "v", v, "[..., S, Ev]")
+        _check_same_dtype(fn, q=q, k=k, v=v)  # type: ignore[arg-type]
+    else:
+        _check_same_dtype(fn, q=q, k=k)  # type: ignore[arg-type]
+    if not isinstance(is_causal, bool):
+        raise TypeError(f"{fn}: is_causal must be True or False, got {is_causal!r} ({type(is_causal).__name__})")
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise TypeError(f"{fn}: scale must be a number or None, got {scale!r} ({type(scale).__name__})")
+        if not math.isfinite(scale):
+            raise ValueError(f"{fn}: scale must be finite, got {scale!r}")
+    if attn_mask is None:
+        return
+    expected = f"a bool tensor (True = attend) or a float tensor of the scores' dtype {q.dtype} (added to the scores)"
+    if not isinstance(attn_mask, Tensor):
+        raise TypeError(f"{fn}: attn_mask must be {expected}, got {type(attn_mask).__name__}")
+    if attn_mask.dtype != torch.bool and attn_mask.dtype != q.dtype:
+        hint = (
+            f"; convert it with attn_mask.to({q.dtype})"
+            if attn_mask.is_floating_point()
+            else "; a 0/1 integer mask would be added to the scores, not select keys: use attn_mask.bool()"
+        )
+        raise TypeError(f"{fn}: attn_mask must be {expected}, got dtype {attn_mask.dtype}{hint}")
+    if q.dim() >= 2 and k.dim() >= 2:
+        try:
+            batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        except RuntimeError:
+            return  # _attention_logits reports the batch dims of q and k
+        scores = [*batch, q.shape[-2], k.shape[-2]]
+        try:
+            fits = list(torch.broadcast_shapes(attn_mask.shape, tuple(scores))) == scores
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"{fn}: attn_mask {list(attn_mask.shape)} does not broadcast to the scores "
+                f"[..., L, S] = {scores} (q {list(q.shape)}, k {list(k.shape)})"
+            )
+
+
+# ----------------------------------------------------------------------------------------------
 # Public convolution API
 # ----------------------------------------------------------------------------------------------
 
@@ -443,6 +593,12 @@ def conv2d(
 
     Introduced in chapter 03.
     """
+    _check_conv_inputs("conv2d", x, weight, bias)
+    _check_int_pair("conv2d", "stride", stride, 1)
+    _check_int_pair("conv2d", "dilation", dilation, 1)
+    if not isinstance(padding, str):
+        _check_int_pair("conv2d", "padding", padding, 0)
+    _check_int("conv2d", "groups", groups, 1)
     unbatched = x.dim() == 3
     if unbatched:
         x = x.unsqueeze(0)  # [C, H, W] -> [1, C, H, W]
@@ -473,6 +629,12 @@ def conv2d(
             f"conv2d: input {_shape(x)} padded to {H + pad4[0] + pad4[1]}x{W + pad4[2] + pad4[3]} is "
             f"smaller than the (dilated) kernel {span_h}x{span_w} of weight {_shape(weight)}"
         )
+    if x.shape[0] == 0:  # an empty batch in, an empty batch out (as F.conv2d)
+        out_hw = (
+            (H + pad4[0] + pad4[1] - span_h) // stride_[0] + 1,
+            (W + pad4[2] + pad4[3] - span_w) // stride_[1] + 1,
+        )
+        return _empty_batch(x, weight, bias, weight.shape[0], out_hw)
     out = Conv2dFunction.apply(x, weight, bias, stride_, pad4, dilation_, groups)
     return out.squeeze(0) if unbatched else out
 
@@ -508,6 +670,13 @@ def conv_transpose2d(
 
     Introduced in chapter 03.
     """
+    fn = "conv_transpose2d"
+    _check_conv_inputs(fn, x, weight, bias)
+    _check_int_pair(fn, "stride", stride, 1)
+    _check_int_pair(fn, "padding", padding, 0)
+    _check_int_pair(fn, "output_padding", output_padding, 0)
+    _check_int_pair(fn, "dilation", dilation, 1)
+    _check_int(fn, "groups", groups, 1)
     unbatched = x.dim() == 3
     if unbatched:
         x = x.unsqueeze(0)  # [C, H, W] -> [1, C, H, W]
@@ -535,6 +704,8 @@ def conv_transpose2d(
             f"conv_transpose2d: input {_shape(x)} with weight {_shape(weight)} gives a non-positive "
             f"output size {out_hw}"
         )
+    if x.shape[0] == 0:  # an empty batch in, an empty batch out (as F.conv_transpose2d)
+        return _empty_batch(x, weight, bias, weight.shape[1] * groups, out_hw)
     pad4 = (padding_[0], padding_[0], padding_[1], padding_[1])
     out = ConvTranspose2dFunction.apply(x, weight, bias, stride_, pad4, dilation_, groups, out_hw)
     return out.squeeze(0) if unbatched else out
@@ -561,6 +732,9 @@ def conv2d_loops(
 
     Introduced in chapter 03.
     """
+    _check_conv_inputs("conv2d_loops", x, weight, bias)
+    _check_int("conv2d_loops", "stride", stride, 1)
+    _check_int("conv2d_loops", "padding", padding, 0)
     unbatched = x.dim() == 3
     if unbatched:
         x = x.unsqueeze(0)
@@ -569,6 +743,11 @@ def conv2d_loops(
     C_out, _, kh, kw = weight.shape
     Ho = conv_output_size(H, kh, stride, padding)
     Wo = conv_output_size(W, kw, stride, padding)
+    if Ho < 1 or Wo < 1:
+        raise ValueError(
+            f"conv2d_loops: input {_shape(x)} padded by {padding} is smaller than the kernel {kh}x{kw} "
+            f"of weight {_shape(weight)}"
+        )
     x = F.pad(x, (padding, padding, padding, padding))  # zeros around the border
     out = x.new_zeros(B, C_out, Ho, Wo)
     for h in range(Ho):
@@ -663,7 +842,8 @@ def attention_weights(
 
     Args:
         q: [..., L, E] queries; k: [..., S, E] keys.
-        attn_mask: bool (True = may attend) or float (added to the scores), broadcastable to [..., L, S].
+        attn_mask: bool (True = may attend) or float of q's dtype (added to the scores), broadcastable
+            to [..., L, S]; an integer 0/1 mask is refused (``mask.bool()`` is what it means).
         is_causal: mask out keys j > i; not together with attn_mask.
         scale: score scale, default 1/sqrt(E).
 
@@ -672,6 +852,7 @@ def attention_weights(
 
     Introduced in chapter 08.
     """
+    _check_attention_inputs("attention_weights", q, k, None, attn_mask, is_causal, scale, with_v=False)
     scores, may_be_empty = _attention_logits(q, k, attn_mask, is_causal, scale)
     return _softmax_rows(scores, may_be_empty)
 
@@ -692,7 +873,8 @@ def scaled_dot_product_attention(
 
     Args:
         q: [..., L, E] queries; k: [..., S, E] keys; v: [..., S, Ev] values (batch dims broadcast).
-        attn_mask: bool (True = take part) or float (added to the scores), broadcastable to [..., L, S].
+        attn_mask: bool (True = take part) or float of q's dtype (added to the scores), broadcastable
+            to [..., L, S]; an integer 0/1 mask is refused (``mask.bool()`` is what it means).
         is_causal: query i attends to keys 0..i only; an error together with attn_mask.
         scale: score scale, default 1/sqrt(E).
 
@@ -701,6 +883,7 @@ def scaled_dot_product_attention(
 
     Introduced in chapter 08.
     """
+    _check_attention_inputs("scaled_dot_product_attention", q, k, v, attn_mask, is_causal, scale)
     if v.dim() < 2 or v.shape[-2] != k.shape[-2]:
         raise ValueError(
             f"attention: k {_shape(k)} and v {_shape(v)} must have the same number of keys S (dim -2)"
