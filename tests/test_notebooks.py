@@ -92,7 +92,7 @@ def test_unclean_output_scanner(text, bad):
 
 
 def test_the_status_line_names_no_machine_path(tmp_path, monkeypatch):
-    """The first line a chapter prints names its data folder through $COURSE_DATA or ~, not this machine's path."""
+    """The first line a chapter prints names where its data came from (``COURSE_DATA``), not this machine's path."""
     from companion import data
 
     (tmp_path / "mnist").mkdir()
@@ -100,4 +100,5 @@ def test_the_status_line_names_no_machine_path(tmp_path, monkeypatch):
         (tmp_path / "mnist" / f"{stem}.gz").write_bytes(b"")
     monkeypatch.setenv("COURSE_DATA", str(tmp_path))
     line = data.data_source("mnist")
-    assert line == "MNIST from $COURSE_DATA/mnist (test split only)", line
+    assert "COURSE_DATA" in line and "test split" in line, line
+    assert str(tmp_path) not in line and "/" not in line, line
