@@ -203,6 +203,7 @@ def fit(
         resume: continue from ``checkpoint`` if it exists: with the same arguments, the result equals an
             uninterrupted run bit for bit (on the CPU).
         progress: show a tqdm progress bar.
+
     Raises:
         DivergenceError: (a ValueError) for a non-finite loss, naming the step; its ``.history`` keeps the log.
         ValueError: for bad arguments.
@@ -552,6 +553,7 @@ def train_model(
         ema, patience, eval_fn, monitor, mode, monitor_after, on_step, on_epoch, grad_clip, generators,
             checkpoint, checkpoint_every, resume: passed to :func:`fit`.
         seed: seeds the shuffle and every generator (``None``: leave the global ones alone).
+
     Returns:
         the :class:`History`.
     """
@@ -769,6 +771,7 @@ def train_vae(
         ema: exponential moving average of the weights (Polyak averaging, e.g. 0.999): validation, early
             stopping and the returned model use the averaged weights.
         on_epoch: ``on_epoch(epoch, model)`` after every epoch.
+
     Returns:
         the History; train rows ``loss`` (= -ELBO at the current β), ``rec_nll``, ``kl``, ``beta`` (``"elbo"``);
         the last train row holds ``best_epoch`` (0 without ``val``).

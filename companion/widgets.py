@@ -194,6 +194,7 @@ def latent_explorer(decode: Decode, dims: Sequence[int], base: Tensor | None = N
         static: return a matplotlib figure instead (a traversal grid: each row sweeps one slider over
             ``n_static`` values of ``value_range``), for the rendered book or a PDF.
         scale: the image is enlarged ``scale`` times (28 x 6 = 168 pixels).
+
     Returns:
         a :class:`LatentExplorer` (display it: it is the cell's last expression), or with ``static=True`` a Figure.
     """
