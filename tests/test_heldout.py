@@ -138,3 +138,25 @@ def test_chapters_score_shipped_checkpoints_on_images_they_never_saw(path):
             continue
         assert "[8000:]" in code, f"{path.name} scores {name} without hub.heldout({name!r})"
         assert disjoint("mnist-test[8000:10000]", hub.card(name)["seen"]["train"]), name
+
+
+def test_retrain_writes_seen_on_the_card(monkeypatch, tmp_path):
+    from torch import nn
+
+    from companion import checkpoints
+    from companion.profile import Profile
+    from companion.recipes import Recipe
+
+    def build_toy():
+        return nn.Linear(2, 1)
+
+    def train_toy(profile: Profile):
+        seen = {"train": "mnist-test[0:8000]", "heldout": "mnist-test[8000:10000]"}
+        return build_toy(), {"description": "toy", "data": "toy", "seen": seen, "steps": 1, "metrics": {}}
+
+    monkeypatch.setitem(hub.RECIPES, "toy", Recipe(build_toy, train_toy, "00", "classifier"))
+    monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path)
+    card = hub.retrain("toy", profile="ci", quiet=True)
+    assert card["seen"] == hub.seen("toy") == {"train": "mnist-test[0:8000]", "heldout": "mnist-test[8000:10000]"}
+    assert hub.heldout_indices("toy", total=10_000)[1].tolist() == list(range(8000, 10_000))
