@@ -14,6 +14,13 @@ From a shell::
     python -m companion.hub verify                              # check every checkpoint; non-zero exit on a fault
     python -m companion.hub retrain mlp_mnist --profile cpu     # reproduce one from its recipe
 
+Every card's ``seen`` field names exactly which images the checkpoint was trained on and which its metrics were
+measured on (``{"train": "mnist-test[0:8000]", "heldout": "mnist-test[8000:10000]"}``, see
+:attr:`companion.data.Splits.info`); :func:`heldout` gives the images a checkpoint never saw, whatever data is
+present, for scoring it::
+
+    x, y = hub.heldout("vae_mnist")                             # offline and online: MNIST-test[8000:]
+
 A retrain never replaces a shipped checkpoint trained at a larger profile (``ci`` < ``cpu`` < ``gpu``) unless
 ``--force``: it writes to :data:`USER_DIR` (or ``--out DIR``) and says where. Introduced in chapter 02.
 """
@@ -25,12 +32,14 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import data, toys
 from .checkpoints import (
     WEIGHTS_DIR,
     CheckpointError,
@@ -45,7 +54,8 @@ from .profile import PROFILES, Profile, ProfileError, get_profile
 from .recipes import RECIPES, Recipe
 
 __all__ = ["CARD_FIELDS", "USER_DIR", "WEIGHTS_DIR", "CheckpointError", "Recipe", "RECIPES", "available", "card",
-           "hardware", "load_model", "main", "paths", "retrain", "sha256", "verify"]
+           "hardware", "heldout", "heldout_indices", "load_model", "main", "paths", "retrain", "seen", "sha256",
+           "verify"]
 
 #: Where a retrain writes when it must not replace the shipped checkpoint (``$GENERATEVISION_WEIGHTS`` overrides).
 USER_DIR = Path(os.environ.get("GENERATEVISION_WEIGHTS", "~/.cache/generatevision/weights")).expanduser()
@@ -89,6 +99,105 @@ def load_model(name: str, directory: str | os.PathLike | None = None) -> nn.Modu
     model = _recipe(name).build()
     model.load_state_dict(load_weights(name, directory))
     return model.eval()
+
+
+_TOYS_SPEC = re.compile(r"toys\.shapes\((?P<n>\d+), size=(?P<size>\d+), seed=(?P<seed>-?\d+)\)")
+
+
+def seen(name: str, directory: str | os.PathLike | None = None) -> dict[str, str]:
+    """The images checkpoint ``name`` saw, from its card: ``{"train": spec, "heldout": spec}``.
+
+    A spec is a :func:`companion.data.split_indices` spec (``"mnist-test[0:8000]"``) or, for procedural data,
+    the call that draws it (``"toys.shapes(30000, size=32, seed=0)"``). Introduced in chapter 10.
+
+    Raises:
+        CheckpointError: the card has no ``seen`` field (retrain the checkpoint to write one).
+    """
+    value = card(name, directory).get("seen")
+    if not isinstance(value, dict) or not value.get("train") or not value.get("heldout"):
+        raise CheckpointError(f"the card of {name!r} does not say which images it was trained on (no 'seen' field); "
+                              f"retrain it: python -m companion.hub retrain {name}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _trained_on(name: str, directory: str | os.PathLike | None) -> list[str]:
+    """The training specs of ``name`` and of every checkpoint its recipe builds on (its ``needs``), recursively."""
+    specs, todo, done = [], [name], set()
+    while todo:
+        n = todo.pop()
+        if n in done:
+            continue
+        done.add(n)
+        specs.append(seen(n, directory if n == name else None)["train"])
+        todo.extend(_recipe(n).needs)
+    return specs
+
+
+def heldout_indices(name: str, exclude: str | list[str] | tuple[str, ...] = (), *, total: int | None = None,
+                    directory: str | os.PathLike | None = None) -> tuple[str, torch.Tensor]:
+    """Which images of its evaluation split checkpoint ``name`` never saw: ``(source, indices)``.
+
+    The evaluation split is the source of the card's ``seen["heldout"]`` (``"mnist-test"``); the indices are all of
+    its ``total`` images (default: as many as are present) except those the checkpoint, or a checkpoint it builds
+    on, was trained on, and except the ``exclude`` specs (e.g. a chapter's own training split,
+    ``splits.info["train"]``). Trained on MNIST-test[:8000], it is held out on MNIST-test[8000:]; trained on the
+    60,000-image training split, on all of MNIST-test. Introduced in chapter 10.
+
+    Raises:
+        CheckpointError: no ``seen`` on the card; ValueError: a procedural checkpoint (use :func:`heldout`), or no
+        image left.
+    """
+    eval_spec = seen(name, directory)["heldout"]
+    if _TOYS_SPEC.fullmatch(eval_spec):
+        raise ValueError(f"{name} is evaluated on procedural data ({eval_spec}); use hub.heldout({name!r})")
+    source, _ = data.split_indices(eval_spec)
+    if total is None:
+        dataset, split = source.rsplit("-", 1)
+        loader = {"mnist": data.mnist, "fashion_mnist": data.fashion_mnist, "cifar10": data.cifar10}[dataset]
+        total = len(loader(split))
+    keep = torch.ones(total, dtype=torch.bool)
+    others = [exclude] if isinstance(exclude, str) else list(exclude)
+    for spec in _trained_on(name, directory) + others:
+        if _TOYS_SPEC.fullmatch(spec):
+            continue
+        src, idx = data.split_indices(spec)
+        if src == source:
+            keep[idx[idx < total]] = False
+    indices = keep.nonzero().flatten()
+    if not len(indices):
+        raise ValueError(f"no image of {source} is left that {name} never saw")
+    return source, indices
+
+
+def heldout(name: str, n: int | None = None, *, exclude: str | list[str] | tuple[str, ...] = (),
+            directory: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out evaluation set of checkpoint ``name``: ``(x, y)``, images it was never trained on.
+
+    MNIST checkpoints: the images of :func:`heldout_indices` (offline and online, MNIST-test[8000:] for a checkpoint
+    trained on MNIST-test[:8000]), ``x`` float32 ``[N, 1, 28, 28]`` in [0, 1] and labels ``y`` int64 ``[N]``.
+    Procedural ``betavae_shapes``: its card's evaluation draw (``toys.shapes(5000, size=32, seed=1)``, a different
+    seed from training; ``n`` draws that many with the same seed), ``y`` the factors ``[N, 5]`` (float64, in
+    :data:`companion.toys.shapes_factor_names` order). Introduced in chapter 10.
+
+    Args:
+        name: a checkpoint whose card has ``seen``.
+        n: if given, a deterministic random subset of that many images (:func:`companion.data.subset`, seed 1, as
+            :func:`companion.data.mnist_splits` draws ``n_test``), so offline it is the same set.
+        exclude: specs of more images to leave out (e.g. the chapter's own training split).
+    """
+    eval_spec = seen(name, directory)["heldout"]
+    match = _TOYS_SPEC.fullmatch(eval_spec)
+    if match is not None:
+        x, f = toys.shapes(n or int(match["n"]), size=int(match["size"]), seed=int(match["seed"]))
+        return x, torch.stack([f[k].double() for k in toys.shapes_factor_names], dim=1)
+    source, indices = heldout_indices(name, exclude, directory=directory)
+    dataset, split = source.rsplit("-", 1)
+    loader = {"mnist": data.mnist, "fashion_mnist": data.fashion_mnist, "cifar10": data.cifar10}[dataset]
+    x, y = loader(split).tensors
+    picked = torch.utils.data.TensorDataset(x[indices], y[indices])
+    if n is not None:
+        picked = data.subset(picked, n, seed=1)
+    return picked.tensors[0], picked.tensors[1]
 
 
 def hardware() -> str:
@@ -153,6 +262,7 @@ def retrain(name: str, profile: str | Profile = "cpu", directory: str | os.PathL
         "chapter": recipe.chapter,
         "family": recipe.family,
         "data": info["data"],
+        **({"seen": dict(info["seen"])} if info.get("seen") else {}),
         "steps": int(info["steps"]),
         "profile": prof.name,
         "hardware": hardware(),

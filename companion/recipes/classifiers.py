@@ -44,7 +44,8 @@ def train_mlp_mnist(profile: Profile) -> tuple[MLP, dict[str, Any]]:
     (about 20 s at ``cpu`` offline on 2 cores). Metric: ``test_accuracy`` on the evaluation split.
     """
     epochs = profile.pick(ci=1, cpu=20, gpu=30)
-    train, test, desc = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    splits = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    train, test, desc = splits
     seed_everything(profile.seed)
     model = build_mlp_mnist()
     history, acc = train_classifier(model, train, test, epochs=epochs, lr=1e-3, weight_decay=1e-4, seed=profile.seed,
@@ -52,7 +53,7 @@ def train_mlp_mnist(profile: Profile) -> tuple[MLP, dict[str, Any]]:
     description = (f"MLP {'-'.join(map(str, MLP_SIZES))} (ReLU) on MNIST, chapter 02: AdamW lr 1e-3, weight decay "
                    f"1e-4, cosine decay, batch 128, {epochs} epoch(s), seed {profile.seed}, no augmentation")
     return model.cpu().eval(), card_info(description, desc, history.train[-1]["step"],
-                                         {"test_accuracy": round(acc, 4)})
+                                         {"test_accuracy": round(acc, 4)}, splits.info)
 
 
 # ----------------------------------------------------------------------------------------------- lenet_mnist
@@ -75,7 +76,8 @@ def train_lenet_mnist(profile: Profile) -> tuple[LeNet, dict[str, Any]]:
     """Train checkpoint ``lenet_mnist``: AdamW (cosine decay to 0), no augmentation, seed 0; see
     :data:`LENET_SCHEDULE` for epochs per profile. Metric: ``test_accuracy`` on the evaluation split."""
     epochs, n_train = LENET_SCHEDULE[profile.name]["epochs"], LENET_SCHEDULE[profile.name]["n_train"]
-    train, test, desc = data.mnist_splits(profile.name, n_train=n_train)
+    splits = data.mnist_splits(profile.name, n_train=n_train)
+    train, test, desc = splits
     seed_everything(profile.seed)
     model = build_lenet_mnist()
     history, acc = train_classifier(model, train, test, epochs=epochs, batch_size=LENET_BATCH, lr=LENET_LR,
@@ -85,7 +87,7 @@ def train_lenet_mnist(profile: Profile) -> tuple[LeNet, dict[str, Any]]:
                    f"{LENET_LR:g}, weight decay {LENET_WEIGHT_DECAY:g}, cosine decay, batch {LENET_BATCH}, "
                    f"{epochs} epoch(s), seed {profile.seed}, no augmentation")
     return model.cpu().eval(), card_info(description, desc, history.train[-1]["step"],
-                                         {"test_accuracy": round(acc, 4)})
+                                         {"test_accuracy": round(acc, 4)}, splits.info)
 
 
 # ----------------------------------------------------------------------------------------------- resnet_mnist
@@ -107,7 +109,8 @@ def train_resnet_mnist(profile: Profile) -> tuple[ResNet, dict[str, Any]]:
     """Train checkpoint ``resnet_mnist``: SGD (momentum 0.9, lr 0.1, weight decay 5e-4), warm-up then cosine
     decay, batch 128, random shifts of up to 2 pixels, seed 0. The >= 99.4 % target of the ``gpu`` profile
     refers to the standard 60,000/10,000 split, which is not available offline. Metrics: test accuracy and loss."""
-    train, test, desc = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    splits = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    train, test, desc = splits
     epochs = RESNET_EPOCHS[profile.name]
     steps = epochs * (len(train) // RESNET_BATCH)
     seed_everything(profile.seed)
@@ -127,7 +130,7 @@ def train_resnet_mnist(profile: Profile) -> tuple[ResNet, dict[str, Any]]:
                    f"cosine, batch {RESNET_BATCH}, {epochs} epoch(s) over {len(train)} images, random shifts "
                    f"<= 2 px, seed {profile.seed}.{note}")
     return model, card_info(description, desc, history.train[-1]["step"],
-                            {"test_accuracy": round(metrics["accuracy"], 4), "test_loss": round(metrics["loss"], 4)})
+                            {"test_accuracy": round(metrics["accuracy"], 4), "test_loss": round(metrics["loss"], 4)}, splits.info)
 
 
 # ----------------------------------------------------------------------------------------------- vit_mnist
@@ -147,7 +150,8 @@ def train_vit_mnist(profile: Profile) -> tuple[ViT, dict[str, Any]]:
     random shifts of up to 2 pixels, seed 0. Offline, 8,000 training images cap the accuracy below the >= 98.5 %
     the ``gpu`` recipe aims for (the ``cpu`` recipe, 15 epochs = 930 steps, reached 97.5 % on MNIST-test[8000:]
     in about 6 CPU-minutes on one thread). Metric: ``test_accuracy``."""
-    train, test, desc = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    splits = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    train, test, desc = splits
     epochs = profile.pick(ci=1, cpu=15, gpu=30)
     steps = epochs * (len(train) // 128)
     seed_everything(profile.seed)
@@ -164,4 +168,4 @@ def train_vit_mnist(profile: Profile) -> tuple[ViT, dict[str, Any]]:
                    f"MLP ratio 2, learned positions; AdamW lr 2e-3, wd 0.05, warm-up + cosine, batch 128, "
                    f"{epochs} epoch(s) over {len(train)} images, random shifts <= 2 px, seed {profile.seed}.{note}")
     return model.cpu().eval(), card_info(description, desc, history.train[-1]["step"],
-                                         {"test_accuracy": round(float(acc), 4)})
+                                         {"test_accuracy": round(float(acc), 4)}, splits.info)

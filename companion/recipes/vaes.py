@@ -42,7 +42,8 @@ def train_vae_mnist(profile: Profile) -> tuple[vae_lib.VAE, dict[str, Any]]:
     with patience 40. The card's metrics are measured on the whole evaluation split binarised once with seed 0:
     the IWAE NLL with k = 5000 and k = 100, the ELBO, the KL and the active units.
     """
-    train, test, desc = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    splits = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    train, test, desc = splits
     x_all = train.tensors[0]
     n_val = 1000 if not profile.is_ci else 200
     x_fit, x_val = x_all[:-n_val], x_all[-n_val:]
@@ -85,7 +86,7 @@ def train_vae_mnist(profile: Profile) -> tuple[vae_lib.VAE, dict[str, Any]]:
     metrics = {f"iwae_nll_k{k}": round(float(nll.mean()), 2), "iwae_images": n_iwae,
                "iwae_nll_k100": round(float(nll100.mean()), 2), "elbo": round(ev["elbo"], 2),
                "kl": round(ev["kl"], 2), "active_units": au, "best_epoch": best_epoch}
-    return model, card_info(description, data_line, history.train[-1]["step"], metrics)
+    return model, card_info(description, data_line, history.train[-1]["step"], metrics, splits.info)
 
 
 # ----------------------------------------------------------------------------------------------- cvae_mnist
@@ -111,7 +112,8 @@ def train_cvae_mnist(profile: Profile) -> tuple[vv.CVAE, dict[str, Any]]:
     mean ``test_neg_elbo`` (nats) on the evaluation split.
     """
     epochs, n_train = CVAE_SCHEDULE[profile.name]["epochs"], CVAE_SCHEDULE[profile.name]["n_train"]
-    train, test, desc = data.mnist_splits(profile.name, n_train=n_train)
+    splits = data.mnist_splits(profile.name, n_train=n_train)
+    train, test, desc = splits
     model = build_cvae_mnist().to(profile.device)
     x, y = train.tensors
     history = train_vae(model, x.to(profile.device), y.to(profile.device), objective="loss", epochs=epochs,
@@ -126,7 +128,7 @@ def train_cvae_mnist(profile: Profile) -> tuple[vv.CVAE, dict[str, Any]]:
                    f"{epochs} epoch(s), seed {profile.seed}, Bernoulli likelihood on grey levels; conditional_accuracy "
                    "= share of 100 samples per digit that lenet_mnist classifies as their condition")
     return model, card_info(description, desc, history.train[-1]["step"],
-                            {"conditional_accuracy": round(acc, 4), "test_neg_elbo": round(nelbo, 2)})
+                            {"conditional_accuracy": round(acc, 4), "test_neg_elbo": round(nelbo, 2)}, splits.info)
 
 
 # ----------------------------------------------------------------------------------------------- betavae_shapes
@@ -190,4 +192,6 @@ def train_betavae_shapes(profile: Profile) -> tuple[vv.BetaSweep, dict[str, Any]
                    "best latent's I(z; v) / H(v) (means)")
     data_line = (f"procedural dSprites-style shapes: toys.shapes({n_train}, size={SHAPES_CONFIG.image_size}, seed=0) "
                  f"(factors shape, scale, rotation, pos_x, pos_y) [profile {profile.name}]")
-    return sweep, card_info(description, data_line, steps, metrics)
+    seen = {"train": f"toys.shapes({n_train}, size={SHAPES_CONFIG.image_size}, seed=0)",
+            "heldout": f"toys.shapes({SHAPES_EVAL['n']}, size={SHAPES_EVAL['size']}, seed={SHAPES_EVAL['seed']})"}
+    return sweep, card_info(description, data_line, steps, metrics, seen)

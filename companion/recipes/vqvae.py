@@ -23,7 +23,7 @@ from ..vqvae import (
     tokenize,
     vqvae_loss,
 )
-from ._common import card_info, load_shipped, shipped_sha256
+from ._common import card_info, check_unseen, load_shipped, shipped_sha256
 
 #: ``vqvae_mnist``: 64 channels, one residual block per side, K = 128 codes of D = 16, dead-code reset.
 VQVAE_CONFIG = VQVAEConfig(hidden=64, res_blocks=1, code_dim=16, num_codes=128, reset_dead=True)
@@ -45,7 +45,8 @@ def train_vqvae_mnist(profile: Profile) -> tuple[VQVAE, dict[str, Any]]:
 
     Metrics on the held-out split: codebook usage, perplexity, reconstruction MSE and BCE per pixel.
     """
-    train, test, desc = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    splits = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    train, test, desc = splits
     steps = VQVAE_STEPS[profile.name]
     model = build_vqvae_mnist()
     history = train_vqvae(model, train, vqvae_loss, steps=steps, batch_size=BATCH, lr=2e-3, seed=profile.seed,
@@ -62,7 +63,7 @@ def train_vqvae_mnist(profile: Profile) -> tuple[VQVAE, dict[str, Any]]:
                    f"them, per-pixel reconstruction MSE and BCE.")
     return model, card_info(description, desc, history.train[-1]["step"],
                             {"codebook_usage": round(m["usage"], 4), "perplexity": round(m["perplexity"], 2),
-                             "test_mse": round(m["mse"], 5), "test_bce": round(m["bce"], 5)})
+                             "test_mse": round(m["mse"], 5), "test_bce": round(m["bce"], 5)}, splits.info)
 
 
 def build_vqvae_prior_mnist() -> CodePrior:
@@ -81,7 +82,9 @@ def train_vqvae_prior_mnist(profile: Profile) -> tuple[CodePrior, dict[str, Any]
     """
     vq = load_shipped("vqvae_mnist", build_vqvae_mnist)
     vq_sha = shipped_sha256("vqvae_mnist")
-    train, test, desc = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    splits = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
+    train, test, desc = splits
+    check_unseen(splits.info["heldout"], "vqvae_mnist")  # its codes of images the encoder saw are not held out
     train_idx, test_idx = tokenize(vq, train.tensors[0]), tokenize(vq, test.tensors[0])
     steps = PRIOR_STEPS[profile.name]
     model = build_vqvae_prior_mnist()
@@ -101,4 +104,4 @@ def train_vqvae_prior_mnist(profile: Profile) -> tuple[CodePrior, dict[str, Any]
                             history.train[-1]["step"],
                             {"test_bits_per_image": round(m["bits_per_image"], 2),
                              "test_nats_per_token": round(m["nats_per_token"], 4),
-                             "uniform_bits_per_image": round(uniform, 2)})
+                             "uniform_bits_per_image": round(uniform, 2)}, splits.info)
