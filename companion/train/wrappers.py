@@ -129,8 +129,8 @@ def train_model(
         shuffle_seed: shuffle a dataset with a generator of its own seeded with ``seed`` (else torch's
             global generator, seeded with ``seed`` too); drop_last: drop the last partial batch (unless it is
             the only one).
-        ema, patience, eval_fn, monitor, mode, monitor_after, on_step, on_epoch, grad_clip, generators,
-            checkpoint, checkpoint_every, resume: passed to :func:`fit`.
+        ema, patience, eval_fn, monitor, mode, monitor_after: passed to :func:`fit`.
+        on_step, on_epoch, grad_clip, generators, checkpoint, checkpoint_every, resume: passed to :func:`fit`.
         seed: seeds the shuffle and every generator (``None``: leave the global ones alone).
     Returns:
         the :class:`History`.
