@@ -18,7 +18,8 @@ Read top to bottom:
   (Burda et al. 2016, section 5.2) and :func:`kl_per_dimension`;
 * looking at the latent space: :func:`encode_means`, :func:`interpolate`, :func:`latent_grid`,
   :func:`posterior_pixel_std`, :func:`traverse` (also behind ``companion.widgets``' traversal figures);
-* the gradient-estimator toy of the chapter: :func:`toy_gradient_samples` (score function vs reparameterisation);
+* (the gradient-estimator toy of the chapter, score function vs reparameterisation, is
+  :func:`companion.estimators.toy_gradient_samples`).
 
 Shapes: images ``x [B, 1, 28, 28]`` in ``[0, 1]``; latents ``z, mu, logvar [B, D]``; decoder output
 ``[B, 1, 28, 28]`` (logits or means); every loss term is per example, ``[B]``, in nats. Introduced in chapter 10.
@@ -60,7 +61,6 @@ __all__ = [
     "posterior_pixel_std",
     "reparameterize",
     "slerp",
-    "toy_gradient_samples",
     "traversal_codes",
     "traverse",
 ]
@@ -597,29 +597,3 @@ def traverse(decode: Callable[[Tensor], Tensor], base: Tensor, dims: Sequence[in
         raise ValueError(f"decode(z [{codes.shape[0]}, D]) must return {codes.shape[0]} images, got "
                          f"{list(images.shape) if isinstance(images, Tensor) else type(images).__name__}")
     return images.reshape(len(dims), len(values), *images.shape[1:]).cpu()
-
-
-# ----------------------------------------------------------------------------------------------
-# Why reparameterise: two gradient estimators on a toy
-# ----------------------------------------------------------------------------------------------
-
-
-def toy_gradient_samples(f: Callable[[Tensor], Tensor], mu: float, sigma: float, n: int, estimator: str,
-                         generator: torch.Generator | None = None) -> Tensor:
-    r"""``n`` single-sample estimates of :math:`\partial_\mu \mathbb{E}_{z \sim N(\mu, \sigma^2)}[f(z)]`, ``[n]``.
-
-    * ``"score"`` (REINFORCE, Williams 1992): :math:`f(z)\,\partial_\mu \log q(z) = f(z)\,(z - \mu)/\sigma^2`;
-    * ``"reparam"``: :math:`z = \mu + \sigma\varepsilon`, so the estimate is :math:`f'(z)` (autograd).
-
-    Both are unbiased; the chapter compares their variances.
-    """
-    eps = torch.randn(n, generator=generator, dtype=torch.float64)
-    if estimator == "score":
-        z = mu + sigma * eps
-        return f(z) * (z - mu) / sigma**2
-    if estimator == "reparam":
-        # one mu per sample, so autograd returns every per-sample derivative f'(mu + sigma * eps_i) at once
-        ms = torch.full((n,), float(mu), dtype=torch.float64, requires_grad=True)
-        (grads,) = torch.autograd.grad(f(ms + sigma * eps).sum(), ms)
-        return grads
-    raise ValueError(f"estimator must be 'score' or 'reparam', got {estimator!r}")

@@ -92,7 +92,7 @@ def test_conv2d_depthwise_and_unbatched():
 def test_conv2d_batch_blocks_give_the_same_result(monkeypatch):
     """The im2col is done a few images at a time; forcing one image per block changes nothing."""
     x, w, b = _randn(5, 3, 7, 7, seed=12), _randn(4, 3, 3, 3, seed=13), _randn(4, seed=14)
-    monkeypatch.setattr(ops, "_CPU_BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(ops.im2col, "_CPU_BLOCK_ELEMENTS", 1)
     _check_same(
         lambda x, w, b: ops.conv2d(x, w, b, stride=2, padding=1),
         lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
-from companion import losses, vae
+from companion import estimators, losses, vae
 from companion import train as trainlib
 
 
@@ -281,14 +281,14 @@ def test_latent_space_helpers():
 
 def test_score_function_and_reparameterisation_are_unbiased_with_different_variance():
     f = lambda z: z**2  # d/dmu E[z^2] = d/dmu (mu^2 + sigma^2) = 2 mu
-    score = vae.toy_gradient_samples(f, 1.5, 1.0, 100_000, "score", _gen(0))
-    reparam = vae.toy_gradient_samples(f, 1.5, 1.0, 100_000, "reparam", _gen(0))
+    score = estimators.toy_gradient_samples(f, 1.5, 1.0, 100_000, "score", _gen(0))
+    reparam = estimators.toy_gradient_samples(f, 1.5, 1.0, 100_000, "reparam", _gen(0))
     for est in (score, reparam):
         assert abs(est.mean().item() - 3.0) < 4 * est.std().item() / math.sqrt(len(est))
     assert score.var() > 5 * reparam.var()
     torch.testing.assert_close(reparam.var(), torch.tensor(4.0, dtype=torch.float64), rtol=0.03, atol=0)  # 4 sigma^2
     with pytest.raises(ValueError, match="estimator"):
-        vae.toy_gradient_samples(f, 0.0, 1.0, 2, "pathwise")
+        estimators.toy_gradient_samples(f, 0.0, 1.0, 2, "pathwise")
 
 
 def test_train_vae_polyak_averaging():
