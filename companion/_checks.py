@@ -7,6 +7,7 @@ and what was given.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 from torch import Tensor
@@ -65,3 +66,16 @@ def _check_images(fn: str, x: object, channels: int | None = None, size: tuple[i
         raise ValueError(f"{fn}: {name} must be {size[0]}x{size[1]} images, {expected}, got shape {_shape(x)}")
     _check_float(fn, x, name)
     return x
+
+
+def _positive_int(n: object, what: str) -> int:
+    """``n`` as an ``int``; a ``TypeError`` (not an integer) or ``ValueError`` (not positive) names ``what``."""
+    if isinstance(n, bool):
+        raise TypeError(f"{what} must be an integer, got {n!r}")
+    try:
+        value = operator.index(n)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {n!r}") from None
+    if value <= 0:
+        raise ValueError(f"{what} must be positive, got {value}")
+    return value

@@ -35,11 +35,12 @@ from torch import Tensor
 from . import _checks
 
 __all__ = [
+    "ShiftedDataset",
     "affine_matrix",
     "affine_theta",
     "bilinear_sample",
+    "dynamic_binarize",
     "elastic_distortion",
-    "ShiftedDataset",
     "random_affine",
     "random_crop",
     "random_shift",
@@ -475,3 +476,16 @@ def elastic_distortion(x: Tensor, alpha: float = 34.0, sigma: float = 4.0,
     offset = torch.stack([field[:, 0] * 2 / w, field[:, 1] * 2 / h], dim=-1)
     return F.grid_sample(x, (grid + offset).to(device=x.device, dtype=x.dtype), mode="bilinear",
                          padding_mode="zeros", align_corners=False)
+
+
+def dynamic_binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A fresh binary image per call: each pixel is 1 with probability equal to its intensity in [0, 1].
+
+    Salakhutdinov & Murray (2008); re-drawing at every epoch is a regulariser (the model never sees the same
+    binary image twice). ``x [B, ...]`` in [0, 1] -> same shape, values 0.0 / 1.0. Introduced in chapter 10.
+    """
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"dynamic_binarize: x must lie in [0, 1], got [{x.min().item():.3g}, {x.max().item():.3g}]")
+    if x.device.type != "cpu" and generator is not None and generator.device != x.device:
+        return torch.bernoulli(x.cpu(), generator=generator).to(x.device)
+    return torch.bernoulli(x, generator=generator)

@@ -13,9 +13,10 @@ Real image datasets (MNIST, Fashion-MNIST, CIFAR-10, scikit-learn's digits) live
 from __future__ import annotations
 
 import math
-import operator
 
 import torch
+
+from ._checks import _positive_int
 
 __all__ = [
     "eight_gaussians",
@@ -30,19 +31,6 @@ __all__ = [
 shapes_factor_names: tuple[str, ...] = ("shape", "scale", "rotation", "pos_x", "pos_y")
 #: What the values 0, 1, 2 of the ``"shape"`` factor mean.
 shapes_shape_names: tuple[str, ...] = ("square", "ellipse", "heart")
-
-
-def _positive_int(n: object, what: str) -> int:
-    """``n`` as an ``int``; a ``TypeError`` (not an integer) or ``ValueError`` (not positive) names ``what``."""
-    if isinstance(n, bool):
-        raise TypeError(f"{what} must be an integer, got {n!r}")
-    try:
-        value = operator.index(n)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, got {n!r}") from None
-    if value <= 0:
-        raise ValueError(f"{what} must be positive, got {value}")
-    return value
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import losses
+from .augment import dynamic_binarize  # the one implementation (floor 1); chapter 10 introduces it
 from .batching import as_images, check_input, map_batches, model_device
 
 __all__ = [
@@ -343,19 +344,6 @@ class VAE(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-
-
-def dynamic_binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """A fresh binary image per call: each pixel is 1 with probability equal to its intensity in [0, 1].
-
-    Salakhutdinov & Murray (2008); re-drawing at every epoch is a regulariser (the model never sees the same
-    binary image twice). ``x [B, ...]`` in [0, 1] -> same shape, values 0.0 / 1.0.
-    """
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"dynamic_binarize: x must lie in [0, 1], got [{x.min().item():.3g}, {x.max().item():.3g}]")
-    if x.device.type != "cpu" and generator is not None and generator.device != x.device:
-        return torch.bernoulli(x.cpu(), generator=generator).to(x.device)
-    return torch.bernoulli(x, generator=generator)
 
 
 def beta_anneal(step: int, warmup: int, beta_max: float = 1.0) -> float:

@@ -7,31 +7,18 @@ records in :class:`Splits` exactly which images each part holds. Introduced in c
 
 from __future__ import annotations
 
-import operator
 import re
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from .._checks import _positive_int
 from ..download import CorruptDataError, DataNotFoundError
 from .loaders import PathLike, mnist
 
 # --------------------------------------------------------------------------------------------------------
 # Subsets and the train/held-out split
 # --------------------------------------------------------------------------------------------------------
-
-
-def _positive_int(n: object, what: str) -> int:
-    """``n`` as an ``int``; a ``TypeError`` (not an integer) or ``ValueError`` (not positive) names ``what``."""
-    if isinstance(n, bool):
-        raise TypeError(f"{what} must be an integer, got {n!r}")
-    try:
-        value = operator.index(n)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, got {n!r}") from None
-    if value <= 0:
-        raise ValueError(f"{what} must be positive, got {value}")
-    return value
 
 
 def _subset_indices(total: int, n: int, seed: int) -> torch.Tensor:

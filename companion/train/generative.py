@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..augment import dynamic_binarize
+from ..batching import as_images
 from .loop import EvalFn, History, LossFn
 from .wrappers import TensorBatches, train_model
 
@@ -20,25 +22,9 @@ from .wrappers import TensorBatches, train_model
 # ----------------------------------------------------------------------------------------------
 
 
-
-def _bernoulli(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Binary pixels, each 1 with probability equal to its intensity (dynamic binarisation)."""
-    if x.device.type != "cpu" and generator is not None and generator.device != x.device:
-        return torch.bernoulli(x.cpu(), generator=generator).to(x.device)
-    return torch.bernoulli(x, generator=generator)
-
-
 def _on_cpu(model: nn.Module, g: torch.Generator) -> torch.Generator | None:
     """The CPU generator when the model is on the CPU; otherwise ``None`` (draw from the device's default)."""
     return g if next(model.parameters()).device.type == "cpu" else None
-
-
-def _images(data: Any) -> Tensor:
-    if isinstance(data, Tensor):
-        return data
-    if hasattr(data, "tensors"):
-        return data.tensors[0]
-    raise TypeError(f"expected an image tensor or a TensorDataset, got {type(data).__name__}")
 
 
 @torch.no_grad()
@@ -50,7 +36,7 @@ def _elbo_eval(model: nn.Module, x_all: Tensor, binarize: bool, seed: int, batch
     for i in range(0, len(x_all), batch_size):
         x = x_all[i:i + batch_size]
         if binarize:
-            x = _bernoulli(x, g)
+            x = dynamic_binarize(x, g)
         elbo, rec, kl = model.elbo(x.to(device), beta=1.0, generator=_on_cpu(model, g))
         tot["elbo"] += elbo.sum().item()
         tot["rec"] += rec.sum().item()
@@ -132,7 +118,7 @@ def train_vae(
         if binarize or val is not None or patience is not None or iwae_k > 1 or warmup_steps or beta != 1.0:
             raise ValueError("objective='loss' trains on the model's own loss: binarize, val, patience, iwae_k, "
                              "warmup_steps and beta do not apply (set the model's beta instead)")
-        x = _images(data)
+        x = as_images(data)
         ds = TensorDataset(x, labels) if labels is not None else TensorDataset(x)
 
         def model_loss(m: nn.Module, batch: list[Tensor]) -> Any:
@@ -141,8 +127,8 @@ def train_vae(
         history = train_model(model, ds, model_loss, shuffle_seed=True, **common)  # type: ignore[arg-type]
     else:
         binarize = True if binarize is None else binarize
-        x_train = _images(data)
-        x_val = _images(val) if val is not None else None
+        x_train = as_images(data)
+        x_val = as_images(val) if val is not None else None
         if binarize and x_train.numel() and (x_train.min() < 0 or x_train.max() > 1):
             raise ValueError(f"binarize needs images in [0, 1], got [{x_train.min().item():.3g}, "
                              f"{x_train.max().item():.3g}]")
@@ -154,7 +140,7 @@ def train_vae(
             beta_now = float(beta) * min(1.0, step / warmup_steps) if warmup_steps else float(beta)
 
         def elbo_loss(m: nn.Module, batch: tuple[Tensor]) -> tuple[Tensor, dict[str, float]]:
-            x = _bernoulli(batch[0], g) if binarize else batch[0]
+            x = dynamic_binarize(batch[0], g) if binarize else batch[0]
             if iwae_k > 1:
                 elbo, rec, kl = m.iwae_bound(x, iwae_k, beta=beta_now, generator=_on_cpu(m, g))
             else:
@@ -188,7 +174,7 @@ def train_autoencoder(model: nn.Module, data: Any, loss_fn: LossFn, *, steps: in
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    x = _images(data)
+    x = as_images(data)
     if device is not None:
         model.to(device)
     return train_model(model, TensorBatches(x, batch_size, seed), loss_fn, steps=steps, lr=lr, optimizer="adam",
