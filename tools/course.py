@@ -403,6 +403,101 @@ def solution_page(path: Path) -> str:
     return "\n".join(out)
 
 
+# ----------------------------------------------------------------------------- review questions
+
+REVIEW_HEADING = "## Check your understanding"
+QUESTION_RE = re.compile(r"^\*\*Q(\d+)\.\*\*[ \t]+(.+?)(?=\n[ \t]*\n|\Z)", re.M | re.S)
+ANSWER_RE = re.compile(r"^:::\{dropdown\} Answer[ \t]*\n(.*?)\n:::[ \t]*$", re.M | re.S)
+
+
+def review_label(chapter: str) -> str:
+    """The anchor of a chapter's *Check your understanding* section (``review-NN``)."""
+    return "review-" + chapter[:2]
+
+
+def review_section(nb) -> list:
+    """The cells of a chapter's *Check your understanding* section: from its heading to the next ``## `` heading."""
+    start = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
+                  and re.search(rf"^{re.escape(REVIEW_HEADING)}\s*$", c.source, re.M)), None)
+    if start is None:
+        return []
+    cells = [nb.cells[start]]
+    for c in nb.cells[start + 1:]:
+        if c.cell_type == "markdown" and re.search(r"^## ", c.source, re.M):
+            break
+        cells.append(c)
+    return cells
+
+
+def review_questions(nb) -> list[dict]:
+    """The questions of a chapter's review section, in order: ``{"number", "question", "answer", "computed"}``.
+
+    A question is a paragraph starting ``**Qn.**``; its worked answer is the next ``:::{dropdown} Answer`` block;
+    it is *computed* when a code cell follows the question before its answer.
+    """
+    tokens = []  # ("q", number, text) / ("code", source) / ("a", text), in reading order
+    for c in review_section(nb):
+        if c.cell_type == "code":
+            tokens.append(("code", c.source))
+            continue
+        found = [(m.start(), ("q", int(m.group(1)), " ".join(m.group(2).split()))) for m in QUESTION_RE.finditer(c.source)]
+        found += [(m.start(), ("a", m.group(1).strip())) for m in ANSWER_RE.finditer(c.source)]
+        tokens += [t for _, t in sorted(found, key=lambda x: x[0])]
+    out: list[dict] = []
+    for tok in tokens:
+        if tok[0] == "q":
+            out.append({"number": tok[1], "question": tok[2], "answer": "", "computed": False})
+        elif out and tok[0] == "code" and not out[-1]["answer"]:
+            out[-1]["computed"] = True
+        elif out and tok[0] == "a" and not out[-1]["answer"]:
+            out[-1]["answer"] = tok[1]
+    return out
+
+
+def chapter_title(nb) -> str:
+    """A chapter's title, from its first heading (``# 01 · Images as tensors``)."""
+    m = re.search(r"^# (.+)$", nb.cells[0].source, re.M)
+    return m.group(1).strip() if m else ""
+
+
+def toc_parts() -> list[tuple[str, list[str]]]:
+    """``(caption, [chapter stem, ...])`` for every part of ``_toc.yml`` that lists chapters."""
+    parts, caption = [], None
+    for line in (ROOT / "_toc.yml").read_text().splitlines():
+        m = re.match(r"\s*-\s*caption:\s*(.+)$", line)
+        if m:
+            caption = m.group(1).strip()
+            parts.append((caption, []))
+            continue
+        m = re.match(r"\s*-\s*file:\s*chapters/(\S+)$", line)
+        if m and parts:
+            parts[-1][1].append(m.group(1))
+    return [(c, stems) for c, stems in parts if stems]
+
+
+def review_page() -> str:
+    """Markdown appended to book/review.md: every chapter's review questions, by part, linked to the chapter."""
+    import nbformat
+
+    out = []
+    for caption, stems in toc_parts():
+        out += [f"## {caption}", ""]
+        for stem in stems:
+            path = CHAPTERS / f"{stem}.ipynb"
+            if not path.is_file():
+                continue
+            nb = nbformat.read(path, as_version=4)
+            qs = review_questions(nb)
+            if not qs:
+                continue
+            out += [f"### [{chapter_title(nb)}](#{review_label(stem)})", ""]
+            for q in qs:
+                tail = " *(computed in the chapter)*" if q["computed"] else ""
+                out.append(f"{q['number']}. {q['question']}{tail}")
+            out.append("")
+    return "\n".join(out)
+
+
 # ----------------------------------------------------------------------------- the site
 
 REMOTE_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -593,6 +688,8 @@ def assemble() -> None:
         prepare_page(EXECUTED / p.name, SRC / "chapters" / p.name)
     with open(SRC / "book" / "checkpoints.md", "a") as f:
         f.write("\n" + checkpoint_table() + "\n")
+    with open(SRC / "book" / "review.md", "a") as f:
+        f.write("\n" + review_page() + "\n")
     with open(SRC / "book" / "performance.md", "a") as f:
         f.write("\n" + (timing_table() or "(no timings recorded: run `make book` or `make test`)") + "\n\n"
                 + f"Measured on {platform_line()}.\n")
