@@ -7,7 +7,6 @@ on several inputs including edge cases, and compares with closed forms and ``com
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
