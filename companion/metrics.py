@@ -581,7 +581,8 @@ def classifier_two_sample_test(feats_a: Any, feats_b: Any, train_fraction: float
                                steps: int = 200, seed: int = 0) -> dict[str, float]:
     r"""Classifier two-sample test (Lopez-Paz & Oquab 2017) with a logistic regression on features.
 
-    Both sets are shuffled and split; a logistic regression (standardised features, L2 penalty, L-BFGS) learns
+    The larger set is subsampled to the size of the smaller (so that chance is exactly 1/2), both are shuffled
+    and split; a logistic regression (standardised features, L2 penalty, L-BFGS) learns
     to tell ``a`` (label 0) from ``b`` (label 1) on the training part, and its accuracy is measured on the rest.
     Under the null hypothesis (one distribution) the held-out accuracy is Binomial(n, 1/2) / n, so the one-sided
     p-value uses the normal approximation :math:`z = (\mathrm{acc} - 1/2)\,/\,(1/(2\sqrt{n}))`.
@@ -596,8 +597,11 @@ def classifier_two_sample_test(feats_a: Any, feats_b: Any, train_fraction: float
     if not 0 < train_fraction < 1:
         raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction}")
     gen = torch.Generator().manual_seed(seed)
+    n = min(len(a), len(b))  # equal classes, so that chance is exactly 1/2
+    a = a[torch.randperm(len(a), generator=gen)[:n].numpy()]
+    b = b[torch.randperm(len(b), generator=gen)[:n].numpy()]
     x = torch.from_numpy(np.concatenate([a, b]))
-    y = torch.cat([torch.zeros(len(a)), torch.ones(len(b))]).double()
+    y = torch.cat([torch.zeros(n), torch.ones(n)]).double()
     perm = torch.randperm(len(x), generator=gen)
     x, y = x[perm], y[perm]
     n_train = int(round(train_fraction * len(x)))

@@ -156,6 +156,8 @@ def test_classifier_two_sample_test():
     a, b = rng.normal(size=(600, 10)), rng.normal(size=(600, 10))
     null = metrics.classifier_two_sample_test(a, b)
     assert 0.4 < null["accuracy"] < 0.6 and null["p_value"] > 0.01 and null["n_test"] == 600
+    unequal = metrics.classifier_two_sample_test(a, b[:200])  # balanced first: chance stays 1/2
+    assert unequal["n_test"] == 200 and 0.38 < unequal["accuracy"] < 0.62
     alt = metrics.classifier_two_sample_test(a, b + np.r_[1.0, np.zeros(9)])
     assert alt["accuracy"] > 0.65 and alt["p_value"] < 1e-6
 
