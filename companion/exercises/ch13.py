@@ -83,8 +83,12 @@ def check_mmd2(fn: Callable[..., float]) -> str:
     return f"the by-hand case gives {value:.5f}; 4 cubic-kernel cases match the direct unbiased estimate"
 
 
-@exercise("13.3", "Precision and recall from k-NN radii", reference=lambda real, fake, k=3:
-          metrics.precision_recall(real, fake, k))
+def _precision_recall_reference(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple:
+    """``metrics.precision_recall`` as a pair of 0-d float64 tensors."""
+    return tuple(torch.tensor(v, dtype=torch.float64) for v in metrics.precision_recall(real, fake, k))
+
+
+@exercise("13.3", "Precision and recall from k-NN radii", reference=_precision_recall_reference)
 def check_precision_recall(fn: Callable[..., tuple]) -> str:
     real = torch.tensor([[0.0], [1.0], [2.0], [3.0]], dtype=torch.float64)  # radii with k = 1: 1, 1, 1, 1
     fake = torch.tensor([[0.5], [3.9], [10.0], [11.0]], dtype=torch.float64)  # radii with k = 1: 3.4, 3.4, 1, 1
