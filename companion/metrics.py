@@ -22,7 +22,8 @@ Read top to bottom:
   feature network and its image-level wrappers live in ``companion.evaluation``.
 
 Every function returns plain floats or CPU tensors and leaves a model's train/eval mode as it found it.
-``tests/test_metrics.py`` compares each with an independent reference (``sklearn.metrics``, closed forms).
+``tests/test_metrics.py`` and ``tests/test_evaluation.py`` compare each with an independent reference
+(``sklearn.metrics``, closed forms, direct double loops).
 """
 
 from __future__ import annotations

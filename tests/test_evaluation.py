@@ -93,9 +93,10 @@ def test_kid_equals_the_direct_unbiased_mmd():
 def test_kid_is_unbiased_and_detects_a_shift():
     rng = np.random.default_rng(4)
     a, b = rng.normal(size=(2000, 16)), rng.normal(size=(2000, 16))
-    means = [metrics.kid(a, b, subsets=20, subset_size=200, seed=s)[0] for s in range(5)]
     mean, std = metrics.kid(a, b, subsets=100, subset_size=200)
-    assert abs(mean) < 3 * std / math.sqrt(100) + 1e-4 and min(means) < 0 < max(means) or abs(mean) < 1e-3
+    assert abs(mean) < std, (mean, std)  # same distribution: the mean over subsets is 0 within one subset's spread
+    values = [metrics.kid(a[i:i + 200], b[i:i + 200], subsets=1, subset_size=200)[0] for i in range(0, 2000, 200)]
+    assert min(values) < 0 < max(values), values  # an unbiased estimate of 0 takes both signs
     shifted = metrics.kid(a, b + 0.5, subsets=20, subset_size=200)
     assert shifted[0] > 10 * std
 
