@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .autoencoder import AEConfig, ConvAutoencoder, LinearAutoencoder
 from .cnn import LeNet, LeNetConfig, ShallowCNN, ShallowCNNConfig
+from .evaluation import FeatureNet
 from .layers import BatchNorm2d, FeedForward, MultiHeadAttention, TransformerBlock
 from .mlp import MLP, SoftmaxRegression
 from .resnet import BasicBlock, Bottleneck, ResNet, ResNetConfig
@@ -54,6 +55,7 @@ WHERE: dict[str, tuple[str, str]] = {
     "VQVAEConfig": ("companion.vqvae", "12"),
     "CodePrior": ("companion.vqvae", "12"),
     "PriorConfig": ("companion.vqvae", "12"),
+    "FeatureNet": ("companion.evaluation", "13"),
 }
 
 #: names exported here under another name than the defining module's
@@ -70,6 +72,7 @@ __all__ = [
     "CodePrior",
     "CondVAEConfig",
     "ConvAutoencoder",
+    "FeatureNet",
     "FeedForward",
     "LeNet",
     "LeNetConfig",

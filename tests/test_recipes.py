@@ -97,7 +97,7 @@ def test_ci_recipe_trains(name):
 
 
 @pytest.mark.parametrize("name, floor", [("mlp_mnist", 0.95), ("lenet_mnist", 0.975), ("resnet_mnist", 0.97),
-                                         ("vit_mnist", 0.955)])
+                                         ("vit_mnist", 0.955), ("mnist_features", 0.97)])
 def test_shipped_classifier_accuracy(name, floor):
     x, y = held_out(name)
     model = hub.load_model(name)
