@@ -2,7 +2,6 @@
 
 import ast
 import re
-from pathlib import Path
 
 import course
 import nbformat
@@ -152,16 +151,3 @@ def test_readme_has_exactly_the_two_commands():
     text = (ROOT / "README.md").read_text()
     assert "make book" in text and "make test" in text
     assert "make test" in (ROOT / ".ci" / "run").read_text()
-
-
-def test_imports_flow_one_way():
-    """plot and widgets are leaves: no other companion module imports them at module level."""
-    for f in (ROOT / "companion").rglob("*.py"):
-        if f.stem in ("plot", "widgets"):
-            continue
-        tree = ast.parse(f.read_text())
-        for node in tree.body:
-            if isinstance(node, ast.ImportFrom) and node.module and node.level:
-                assert node.module.split(".")[0] not in ("plot", "widgets"), f"{f.name} imports a leaf module"
-    init = ast.parse(Path(ROOT / "companion" / "__init__.py").read_text())
-    assert not [n for n in init.body if isinstance(n, (ast.Import, ast.ImportFrom))], "keep import companion light"
