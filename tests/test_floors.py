@@ -34,11 +34,6 @@ CHAPTERS = ["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_var
 #: floor-2 modules a model module must not import (``layers`` is allowed)
 NOT_FOR_MODELS = {"data", "toys", "train"}
 
-#: modules owned elsewhere that still break a rule here (model modules that import ``train``); remove each
-#: entry once its module is fixed
-KNOWN_OFFENDERS: set[str] = set()
-
-
 def unit(module: str) -> str | None:
     """The floor-table entry of a dotted module name: ``companion.recipes.vaes`` -> ``recipes``."""
     parts = module.split(".")
@@ -160,10 +155,6 @@ MODULES = sorted(all_modules())
 
 
 def _param(dotted):
-    owner = unit(dotted)
-    if owner in KNOWN_OFFENDERS:
-        return pytest.param(dotted, marks=pytest.mark.xfail(
-            strict=False, reason=f"{owner} still imports companion.train (being moved out of the model modules)"))
     return dotted
 
 
