@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .autoencoder import AEConfig, ConvAutoencoder, LinearAutoencoder
 from .cnn import LeNet, LeNetConfig, ShallowCNN, ShallowCNNConfig
+from .gan import DCGANConfig, Discriminator, Generator, ToyDiscriminator, ToyGANConfig, ToyGenerator
 from .layers import BatchNorm2d, FeedForward, MultiHeadAttention, TransformerBlock
 from .mlp import MLP, SoftmaxRegression
 from .resnet import BasicBlock, Bottleneck, ResNet, ResNetConfig
@@ -54,6 +55,12 @@ WHERE: dict[str, tuple[str, str]] = {
     "VQVAEConfig": ("companion.vqvae", "12"),
     "CodePrior": ("companion.vqvae", "12"),
     "PriorConfig": ("companion.vqvae", "12"),
+    "ToyGANConfig": ("companion.gan", "14"),
+    "ToyGenerator": ("companion.gan", "14"),
+    "ToyDiscriminator": ("companion.gan", "14"),
+    "DCGANConfig": ("companion.gan", "14"),
+    "Generator": ("companion.gan", "14"),
+    "Discriminator": ("companion.gan", "14"),
 }
 
 #: names exported here under another name than the defining module's
@@ -70,7 +77,10 @@ __all__ = [
     "CodePrior",
     "CondVAEConfig",
     "ConvAutoencoder",
+    "DCGANConfig",
+    "Discriminator",
     "FeedForward",
+    "Generator",
     "LeNet",
     "LeNetConfig",
     "LinearAutoencoder",
@@ -84,6 +94,9 @@ __all__ = [
     "ShallowCNNConfig",
     "SmallCNN",
     "SoftmaxRegression",
+    "ToyDiscriminator",
+    "ToyGANConfig",
+    "ToyGenerator",
     "TransformerBlock",
     "VAE",
     "VAEConfig",
