@@ -45,6 +45,7 @@ __all__ = [
     "high_quality_share",
     "interpolate",
     "js_divergence",
+    "logit_gradients",
     "mode_counts",
     "mode_report",
     "modes_covered",
@@ -91,6 +92,21 @@ def js_divergence(p: Tensor, q: Tensor) -> Tensor:
         return torch.where(a > 0, a * (a.clamp_min(1e-300).log() - m.clamp_min(1e-300).log()), torch.zeros_like(a))
 
     return (kl(p).sum(-1) + kl(q).sum(-1)) / 2
+
+
+def logit_gradients(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """The two generator losses' gradients with respect to the discriminator's logit ``l`` of a fake, per sample.
+
+    With ``D = sigmoid(l)`` and ``dD/dl = D (1 - D)``:
+
+    * minimax (saturating), ``log(1 - D)``: ``d/dl = -D(1 - D) / (1 - D) = -D``, which goes to 0 as ``D -> 0``;
+    * non-saturating, ``-log D``: ``d/dl = -D(1 - D) / D = -(1 - D)``, which goes to -1 as ``D -> 0``.
+
+    Both are negative: descending either loss raises the logit of the fakes. Returns ``(minimax, non_saturating)``,
+    each the shape of ``logits``. Introduced in chapter 14.
+    """
+    d = torch.sigmoid(logits)
+    return -d, -(1 - d)
 
 
 # ----------------------------------------------------------------------------------------------
