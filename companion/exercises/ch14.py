@@ -7,7 +7,6 @@ via ``expect_close``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
