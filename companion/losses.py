@@ -8,9 +8,11 @@ The likelihoods and divergences reduce over all non-batch dimensions and returns
 ``log_likelihood - kl`` per example and a batch loss is its mean. Introduced in chapter 10 (VAEs) and used again
 by chapters 11, 12 and 20. Checked against ``torch.distributions`` in ``tests/test_losses.py``.
 
-The last section holds the Part II training terms: the reconstruction losses :func:`bce_per_image` and
+A further section holds the Part II training terms: the reconstruction losses :func:`bce_per_image` and
 :func:`mse_per_image` (chapter 09), the single-sample :func:`bernoulli_elbo` (chapter 10), and the VQ-VAE's
-:func:`codebook_loss` and :func:`commitment_loss` (chapter 12). Loss functions over a *model*
+:func:`codebook_loss` and :func:`commitment_loss` (chapter 12). The last section holds the adversarial losses of
+chapter 14 over the discriminator's logits: :func:`discriminator_loss`, :func:`generator_loss_minimax` and
+:func:`generator_loss_non_saturating` (:data:`GENERATOR_LOSSES` names them for ``companion.train.train_gan``). Loss functions over a *model*
 (``(model, batch) -> loss``) stay with their model in the chapter's module and build on these.
 
 Conventions: a diagonal Gaussian is given by its mean ``mu`` and log-variance ``logvar`` (``sigma**2 =
@@ -22,6 +24,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -43,6 +46,11 @@ __all__ = [
     "bernoulli_elbo",
     "codebook_loss",
     "commitment_loss",
+    # adversarial losses (chapter 14)
+    "GENERATOR_LOSSES",
+    "discriminator_loss",
+    "generator_loss_minimax",
+    "generator_loss_non_saturating",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -344,3 +352,60 @@ def commitment_loss(z: Tensor, e: Tensor) -> Tensor:
     """
     _check("commitment_loss", z=z, e=e)
     return torch.nn.functional.mse_loss(z, e.detach())
+
+
+# ----------------------------------------------------------------------------------------------
+# Adversarial losses over the discriminator's logits (chapter 14)
+# ----------------------------------------------------------------------------------------------
+#
+# The discriminator outputs a logit l; D = sigmoid(l) is its probability that the input is real. Every loss is
+# written with softplus(t) = log(1 + e^t), stable for any l: -log sigmoid(l) = softplus(-l) and
+# -log(1 - sigmoid(l)) = softplus(l).
+
+
+def _logits(who: str, **tensors: Tensor) -> None:
+    for name, t in tensors.items():
+        if not isinstance(t, Tensor) or not t.is_floating_point():
+            got = t.dtype if isinstance(t, Tensor) else type(t).__name__
+            raise TypeError(f"{who}: {name} must be a floating-point tensor of logits, got {got}")
+        if t.numel() == 0:
+            raise ValueError(f"{who}: {name} is empty")
+
+
+def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    r"""The discriminator's loss, :math:`-\mathbb E_x[\log D(x)] - \mathbb E_z[\log(1 - D(G(z)))]` (a scalar).
+
+    Goodfellow et al. (2014), eq. 1, negated: binary cross-entropy with label 1 for real and 0 for fake,
+    ``mean(softplus(-real_logits)) + mean(softplus(fake_logits))``. At the game's equilibrium
+    (:math:`D = 1/2` everywhere) it equals :math:`2 \log 2`. real_logits, fake_logits: ``[B]`` or ``[B, 1]``
+    (the two batches may differ in size). Introduced in chapter 14.
+    """
+    _logits("discriminator_loss", real_logits=real_logits, fake_logits=fake_logits)
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def generator_loss_minimax(fake_logits: Tensor) -> Tensor:
+    r"""The generator's loss of the minimax game, :math:`\mathbb E_z[\log(1 - D(G(z)))]` (the *saturating* loss).
+
+    Goodfellow et al. (2014), eq. 1: the generator minimises the second term of the value function,
+    ``-mean(softplus(fake_logits))``. Its gradient with respect to the logit is :math:`-D(G(z))`, which vanishes
+    when the discriminator confidently rejects the fakes (:math:`D \to 0`) -- early in training. fake_logits:
+    ``[B]`` or ``[B, 1]`` -> a scalar (at most 0). Introduced in chapter 14.
+    """
+    _logits("generator_loss_minimax", fake_logits=fake_logits)
+    return -F.softplus(fake_logits).mean()
+
+
+def generator_loss_non_saturating(fake_logits: Tensor) -> Tensor:
+    r"""The *non-saturating* generator loss, :math:`-\mathbb E_z[\log D(G(z))]` (Goodfellow et al. 2014, sec. 3).
+
+    ``mean(softplus(-fake_logits))``: the fakes are labelled real. Same fixed point as the minimax loss, but its
+    gradient with respect to the logit is :math:`-(1 - D(G(z)))`, close to -1 exactly where the minimax gradient
+    vanishes. fake_logits: ``[B]`` or ``[B, 1]`` -> a scalar (at least 0). Introduced in chapter 14.
+    """
+    _logits("generator_loss_non_saturating", fake_logits=fake_logits)
+    return F.softplus(-fake_logits).mean()
+
+
+#: The generator losses by name, as ``companion.train.train_gan``'s ``loss=`` argument reads them.
+GENERATOR_LOSSES = {"non_saturating": generator_loss_non_saturating, "minimax": generator_loss_minimax}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .autoencoder import AEConfig, ConvAutoencoder, LinearAutoencoder
 from .cnn import LeNet, LeNetConfig, ShallowCNN, ShallowCNNConfig
 from .evaluation import FeatureNet
+from .gan import DCGANConfig, Discriminator, Generator, ToyDiscriminator, ToyGANConfig, ToyGenerator
 from .layers import BatchNorm2d, FeedForward, MultiHeadAttention, TransformerBlock
 from .mlp import MLP, SoftmaxRegression
 from .resnet import BasicBlock, Bottleneck, ResNet, ResNetConfig
@@ -56,6 +57,12 @@ WHERE: dict[str, tuple[str, str]] = {
     "CodePrior": ("companion.vqvae", "12"),
     "PriorConfig": ("companion.vqvae", "12"),
     "FeatureNet": ("companion.evaluation", "13"),
+    "ToyGANConfig": ("companion.gan", "14"),
+    "ToyGenerator": ("companion.gan", "14"),
+    "ToyDiscriminator": ("companion.gan", "14"),
+    "DCGANConfig": ("companion.gan", "14"),
+    "Generator": ("companion.gan", "14"),
+    "Discriminator": ("companion.gan", "14"),
 }
 
 #: names exported here under another name than the defining module's
@@ -72,8 +79,11 @@ __all__ = [
     "CodePrior",
     "CondVAEConfig",
     "ConvAutoencoder",
+    "DCGANConfig",
+    "Discriminator",
     "FeatureNet",
     "FeedForward",
+    "Generator",
     "LeNet",
     "LeNetConfig",
     "LinearAutoencoder",
@@ -87,6 +97,9 @@ __all__ = [
     "ShallowCNNConfig",
     "SmallCNN",
     "SoftmaxRegression",
+    "ToyDiscriminator",
+    "ToyGANConfig",
+    "ToyGenerator",
     "TransformerBlock",
     "VAE",
     "VAEConfig",

@@ -4,8 +4,9 @@ Nothing here reads a file: every set is computed from a ``seed`` and is the same
 
 * :func:`shapes`: binary images of one white shape (square, ellipse, heart) with random scale, rotation and
   position, returned with the factors that generated them (for disentanglement metrics such as MIG);
-* :func:`eight_gaussians`, :func:`two_moons`, :func:`swiss_roll`: 2-D point clouds for generative models
-  small enough to plot.
+* :func:`eight_gaussians`, :func:`grid_gaussians`, :func:`two_moons`, :func:`swiss_roll`: 2-D point clouds for
+  generative models small enough to plot; :func:`ring_centres` and :func:`grid_centres` give the mixtures' means
+  (for counting the modes a generator covers, chapter 14).
 
 Real image datasets (MNIST, Fashion-MNIST, CIFAR-10, scikit-learn's digits) live in :mod:`companion.data`.
 """
@@ -20,6 +21,9 @@ from ._checks import _positive_int
 
 __all__ = [
     "eight_gaussians",
+    "grid_centres",
+    "grid_gaussians",
+    "ring_centres",
     "shapes",
     "shapes_factor_names",
     "shapes_shape_names",
@@ -154,6 +158,54 @@ def eight_gaussians(
     angle = labels.to(torch.float32) * (math.pi / 4)
     centres = radius * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
     points = centres + std * torch.randn(n, 2, generator=gen)
+    return (points, labels) if return_labels else points
+
+
+def ring_centres(k: int = 8, radius: float = 2.0) -> torch.Tensor:
+    """The means of :func:`eight_gaussians` (for ``k = 8``): ``k`` points on a circle, component j at angle
+    ``2 pi j / k``. Returns float32 ``[k, 2]``. Introduced in chapter 14."""
+    k = _positive_int(k, "k")
+    if radius <= 0:
+        raise ValueError(f"radius must be > 0, got {radius}")
+    angle = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
+    return (radius * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)).to(torch.float32)
+
+
+def grid_centres(size: int = 5, spacing: float = 2.0) -> torch.Tensor:
+    """The means of :func:`grid_gaussians`: a ``size x size`` grid centred on the origin with ``spacing`` between
+    neighbours (``{-4, -2, 0, 2, 4}^2`` by default), row-major. Returns float32 ``[size**2, 2]``. Introduced in
+    chapter 14."""
+    size = _positive_int(size, "size")
+    if spacing <= 0:
+        raise ValueError(f"spacing must be > 0, got {spacing}")
+    axis = (torch.arange(size, dtype=torch.float32) - (size - 1) / 2) * spacing
+    gy, gx = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([gx.flatten(), gy.flatten()], dim=1)
+
+
+def grid_gaussians(
+    n: int, seed: int = 0, size: int = 5, spacing: float = 2.0, std: float = 0.05, return_labels: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """A ``size x size`` grid of equally likely Gaussian blobs (the "25 Gaussians" of the GAN literature, e.g.
+    Srivastava et al. 2017). Introduced in chapter 14.
+
+    Args:
+        n: number of points.
+        seed: random seed.
+        size: blobs per side (5: 25 blobs); spacing: distance between neighbouring centres (:func:`grid_centres`).
+        std: standard deviation of each blob.
+        return_labels: also return each point's component index (a row of :func:`grid_centres`).
+
+    Returns:
+        points float32 ``[n, 2]``; with ``return_labels`` also int64 ``[n]`` in ``0..size**2 - 1``.
+    """
+    n = _positive_int(n, "n")
+    if std < 0:
+        raise ValueError(f"std must be >= 0, got {std}")
+    centres = grid_centres(size, spacing)
+    gen = torch.Generator().manual_seed(int(seed))
+    labels = torch.randint(0, len(centres), (n,), generator=gen)
+    points = centres[labels] + std * torch.randn(n, 2, generator=gen)
     return (points, labels) if return_labels else points
 
 

@@ -24,13 +24,13 @@ FLOORS: dict[str, int] = {
     **dict.fromkeys(["profile", "_checks", "batching", "download", "checkpoints", "ops", "losses", "images", "augment", "init", "optim",
                      "estimators"], 1),
     **dict.fromkeys(["data", "toys", "layers", "train"], 2),
-    **dict.fromkeys(["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "metrics"], 3),
+    **dict.fromkeys(["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan", "metrics"], 3),
     "recipes": 4,
     **dict.fromkeys(["hub", "models"], 5),
 }
 LEAVES = {"plot", "widgets", "conv_viz", "exercises"}
 #: floor-3 chapter modules in chapter order
-CHAPTERS = ["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation"]
+CHAPTERS = ["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan"]
 #: floor-2 modules a model module must not import (``layers`` is allowed)
 NOT_FOR_MODELS = {"data", "toys", "train"}
 

@@ -14,10 +14,10 @@ import typing
 import pytest
 import torch
 
-from companion import data, hub, toys, vae, vqvae
+from companion import data, gan, hub, toys, vae, vqvae
 from companion import vae_variants as vv
 from companion.profile import Profile, get_profile
-from companion.recipes import FAMILIES, RECIPES, Recipe, classifiers, vaes
+from companion.recipes import FAMILIES, RECIPES, Recipe, classifiers, gans, vaes
 from companion.recipes import vqvae as vq_recipe
 from companion.train import count_parameters
 
@@ -44,7 +44,7 @@ def test_every_recipe_holds_real_functions_taking_a_profile():
         assert r.train.__name__ == f"train_{name}" and r.build.__name__ == f"build_{name}"
         assert set(r.needs) <= set(RECIPES) - {name}
     with pytest.raises(ValueError, match="family"):
-        Recipe(classifiers.build_mlp_mnist, classifiers.train_mlp_mnist, "02", "gan")
+        Recipe(classifiers.build_mlp_mnist, classifiers.train_mlp_mnist, "02", "not-a-family")
     with pytest.raises(TypeError):
         Recipe("companion.mlp:build", classifiers.train_mlp_mnist, "02", "classifier")
 
@@ -67,6 +67,7 @@ def test_builds_are_the_shipped_architectures():
     assert count_parameters(sweep) == len(vaes.SHAPES_BETAS) * 134_357
     assert vq_recipe.build_vqvae_mnist().config == vq_recipe.VQVAE_CONFIG
     assert vq_recipe.build_vqvae_prior_mnist().config.num_codes == vq_recipe.VQVAE_CONFIG.num_codes
+    assert gans.build_dcgan_mnist().config == gans.DCGAN_CONFIG
     a, b = classifiers.build_resnet_mnist().state_dict(), classifiers.build_resnet_mnist().state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a), "a build is deterministic"
 
@@ -147,3 +148,12 @@ def test_shipped_betavae_mig():
     card = hub.card("betavae_shapes")["metrics"]
     assert mig[16.0] >= max(0.09, card["beta_16"]["mig"] - 0.02), mig
     assert mig[16.0] > 2 * mig[1.0], f"a larger beta disentangles more here: {mig}"
+
+
+def test_shipped_dcgan_draws_every_digit():
+    """1,000 fresh samples (a different seed from the card's), classified by the shipped LeNet: every digit appears
+    (the rarest, 4, takes about 5 %, half its fair share) and LeNet is confident."""
+    r = gan.class_coverage(gan.sample(hub.load_model("dcgan_mnist"), 1000, seed=7), hub.load_model("lenet_mnist"))
+    card = hub.card("dcgan_mnist")["metrics"]
+    assert r["classes_covered"] >= 9 and r["min_share"] >= min(0.03, card["min_class_share"] - 0.01), r
+    assert r["confidence"] >= max(0.88, card["mean_confidence"] - 0.03), r

@@ -5,7 +5,7 @@ into) and ``train(profile: Profile) -> (model, info)`` trains it at a :class:`co
 name sets the sizes, its device and seed the run) and returns the card fields ``description``, ``data``,
 ``steps`` and ``metrics``. ``companion.hub`` saves the result with a card and loads it back. The code lives in
 :mod:`companion.recipes.classifiers`, :mod:`companion.recipes.vaes`, :mod:`companion.recipes.vqvae` and
-:mod:`companion.recipes.evaluation`.
+:mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans`.
 Introduced in chapter 02.
 """
 
@@ -18,12 +18,12 @@ from typing import Any
 from torch import nn
 
 from ..profile import Profile
-from . import classifiers, evaluation, vaes, vqvae
+from . import classifiers, evaluation, gans, vaes, vqvae
 
 __all__ = ["FAMILIES", "RECIPES", "Recipe"]
 
 #: The kinds of model a recipe can ship.
-FAMILIES = ("classifier", "vae", "vqvae", "prior")
+FAMILIES = ("classifier", "vae", "vqvae", "prior", "gan")
 
 
 @dataclass(frozen=True)
@@ -64,4 +64,5 @@ RECIPES: dict[str, Recipe] = {
     "vqvae_prior_mnist": Recipe(vqvae.build_vqvae_prior_mnist, vqvae.train_vqvae_prior_mnist, "12", "prior",
                                 needs=("vqvae_mnist",)),
     "mnist_features": Recipe(evaluation.build_mnist_features, evaluation.train_mnist_features, "13", "classifier"),
+    "dcgan_mnist": Recipe(gans.build_dcgan_mnist, gans.train_dcgan_mnist, "14", "gan", needs=("lenet_mnist",)),
 }

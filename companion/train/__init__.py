@@ -9,7 +9,8 @@ resumable checkpoints that continue a run bit for bit, mid-epoch included.
 On top of it, "dataset in, trained model out": :func:`train_model` (loader, optimiser, schedule), and the
 chapters' recipes as thin wrappers that reach a model only through its methods or a loss passed in:
 :func:`train_classifier` (chapters 02, 04, 07, 08) with :func:`evaluate_classifier`, :func:`train_autoencoder`
-(09), :func:`train_vae` (10, 11), :func:`train_vqvae` and :func:`train_prior` (12).
+(09), :func:`train_vae` (10, 11), :func:`train_vqvae` and :func:`train_prior` (12); a two-player game needs
+two optimisers and has its own short loop, :func:`train_gan` (14).
 
 One submodule per part, read in this order; every name is imported here (``train.fit``, ``from companion.train
 import fit``):
@@ -18,11 +19,13 @@ import fit``):
 * ``train.evaluation`` — :func:`accuracy`, :func:`predict`, :func:`evaluate_classifier`, :func:`count_parameters`,
   :func:`smooth`;
 * ``train.wrappers`` — :func:`train_model`, :func:`train_classifier`, :class:`TensorBatches`, ``SCHEDULES``;
-* ``train.generative`` — :func:`train_autoencoder`, :func:`train_vae`, :func:`train_vqvae`, :func:`train_prior`.
+* ``train.generative`` — :func:`train_autoencoder`, :func:`train_vae`, :func:`train_vqvae`, :func:`train_prior`;
+* ``train.adversarial`` — :func:`train_gan` (two optimisers, its own short loop).
 
 Introduced in chapter 02.
 """
 
+from .adversarial import train_gan
 from .evaluation import accuracy, count_parameters, evaluate_classifier, predict, smooth
 from .generative import train_autoencoder, train_prior, train_vae, train_vqvae
 from .loop import DivergenceError, History, fit
@@ -41,6 +44,7 @@ __all__ = [
     "smooth",
     "train_autoencoder",
     "train_classifier",
+    "train_gan",
     "train_model",
     "train_prior",
     "train_vae",

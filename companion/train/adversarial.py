@@ -1,0 +1,148 @@
+"""A two-player loop for GANs: :func:`train_gan` (chapter 14).
+
+A GAN's two players need two optimisers, so the game does not fit :func:`companion.train.fit`; this is its own
+short, seeded loop (Goodfellow et al. 2014, Algorithm 1) with a tqdm bar and a :class:`History` of D/G losses and
+of D(x), D(G(z)). It reaches the models only through their ``forward`` and the losses of ``companion.losses``.
+Introduced in chapter 14.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..batching import as_images
+from ..losses import GENERATOR_LOSSES, discriminator_loss
+from ..profile import seed_everything
+from .loop import DivergenceError, History
+from .wrappers import TensorBatches
+
+__all__ = ["train_gan"]
+
+
+def train_gan(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    data: Any,
+    *,
+    steps: int,
+    d_steps: int = 1,
+    loss: str | Callable[[Tensor], Tensor] = "non_saturating",
+    d_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+    lr: float = 2e-4,
+    d_lr: float | None = None,
+    betas: tuple[float, float] = (0.5, 0.999),
+    batch_size: int = 64,
+    latent_dim: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    on_step: Callable[[int, nn.Module], None] | None = None,
+    progress: bool = True,
+    desc: str = "GAN",
+    log_every: int = 10,
+) -> History:
+    """Train a GAN for ``steps`` generator updates, each after ``d_steps`` discriminator updates (Goodfellow et
+    al. 2014, Algorithm 1); returns the :class:`History`.
+
+    One step:
+
+    1. ``d_steps`` times: a fresh batch of real ``x`` and of ``z ~ N(0, I)``; minimise
+       ``d_loss(D(x), D(G(z).detach()))`` (default :func:`companion.losses.discriminator_loss`) over D's weights;
+    2. a fresh batch of ``z``; minimise the generator loss ``loss(D(G(z)))`` over G's weights: ``"non_saturating"``
+       (``-log D(G(z))``), ``"minimax"`` (``log(1 - D(G(z)))``, the saturating loss; see
+       :data:`companion.losses.GENERATOR_LOSSES`) or any function of the fake logits.
+
+    Both players use Adam with ``betas`` (the DCGAN choice ``(0.5, 0.999)``), learning rate ``lr`` (``d_lr`` for
+    D when given). The models are duck-typed: ``generator(z [B, latent_dim]) -> x``, ``discriminator(x) ->
+    logits [B]``; ``latent_dim`` defaults to ``generator.latent_dim``.
+
+    Args:
+        data: real examples, a tensor ``[N, ...]`` or a ``TensorDataset`` (labels ignored), served in shuffled
+            full batches, a fresh permutation on every pass.
+        seed: seeds torch's global generators and one CPU generator that draws every batch order and every ``z``
+            (so a run is the same on every device, and repeats exactly on the CPU).
+        on_step: ``on_step(step, generator)`` after every generator update (``step`` counts from 1), e.g. to keep
+            snapshots of samples; the generator is in training mode.
+        log_every: record a train row every this many steps (and at step 1): ``d_loss``, ``g_loss`` and the
+            discriminator's mean outputs ``d_real = D(x)`` and ``d_fake = D(G(z))`` (probabilities) on the last
+            discriminator batch. The last row holds ``step`` and ``wall_s``.
+    Raises:
+        DivergenceError: a loss became NaN or infinite (its ``.history`` keeps the log).
+    Introduced in chapter 14.
+    """
+    if steps < 1 or d_steps < 1 or batch_size < 1 or log_every < 1:
+        raise ValueError(f"steps, d_steps, batch_size and log_every must be >= 1, got {steps}, {d_steps}, "
+                         f"{batch_size}, {log_every}")
+    if isinstance(loss, str):
+        if loss not in GENERATOR_LOSSES:
+            raise ValueError(f"loss must be one of {sorted(GENERATOR_LOSSES)} or a function, got {loss!r}")
+        g_loss_fn = GENERATOR_LOSSES[loss]
+    elif callable(loss):
+        g_loss_fn = loss
+    else:
+        raise TypeError(f"loss must be a name or a function of the fake logits, got {type(loss).__name__}")
+    d_loss_fn = d_loss or discriminator_loss
+    if latent_dim is None:
+        latent_dim = getattr(generator, "latent_dim", None)
+        if latent_dim is None:
+            raise ValueError("train_gan: pass latent_dim (the generator has no .latent_dim attribute)")
+    seed_everything(seed)
+    device = torch.device(device)
+    generator.to(device).train()
+    discriminator.to(device).train()
+    g = torch.Generator().manual_seed(seed)  # every batch order and every z
+    real_batches = TensorBatches(as_images(data), batch_size, generator=g)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=d_lr if d_lr is not None else lr, betas=betas)
+
+    def real_stream() -> Iterator[Tensor]:
+        while True:
+            for (xb,) in real_batches:
+                yield xb.to(device, non_blocking=True)
+
+    def noise() -> Tensor:
+        return torch.randn(real_batches.batch_size, latent_dim, generator=g).to(device)
+
+    reals = real_stream()
+    history = History()
+    started = time.perf_counter()
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=True)
+    for step in range(1, steps + 1):
+        # 1. the discriminator: d_steps updates on fresh real and fake batches (the fakes are constants for D)
+        for _ in range(d_steps):
+            real_logits = discriminator(next(reals))
+            fake_logits = discriminator(generator(noise()).detach())
+            loss_d = d_loss_fn(real_logits, fake_logits)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        # 2. the generator: one update through the (now fixed) discriminator
+        loss_g = g_loss_fn(discriminator(generator(noise())))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if not (torch.isfinite(loss_d) and torch.isfinite(loss_g)):
+            bar.close()
+            raise DivergenceError(f"a GAN loss became non-finite at step {step} (D {loss_d.item()}, G "
+                                  f"{loss_g.item()}): lower the learning rate?", history)
+        if on_step is not None:
+            on_step(step, generator)
+        if step % log_every == 0 or step == 1:
+            with torch.no_grad():
+                row = {"step": step, "d_loss": loss_d.item(), "g_loss": loss_g.item(),
+                       "d_real": torch.sigmoid(real_logits).mean().item(),
+                       "d_fake": torch.sigmoid(fake_logits).mean().item()}
+            history.train.append(row)
+            bar.set_postfix(D=f"{row['d_loss']:.3f}", G=f"{row['g_loss']:.3f}", Dx=f"{row['d_real']:.2f}",
+                            DGz=f"{row['d_fake']:.2f}")
+        bar.update(1)
+    bar.close()
+    history.train.append({"step": steps, "wall_s": time.perf_counter() - started})
+    generator.eval()
+    discriminator.eval()
+    return history
