@@ -170,15 +170,18 @@ class VectorQuantizer(nn.Module):
         num_codes: K. code_dim: D, the channels of ``z``. beta: the commitment weight (0.25 in the paper).
         ema: EMA codebook instead of a learned one. decay: gamma of the EMA. eps: its Laplace smoothing.
         reset_dead: re-initialise dead codes. dead_threshold: batches without use before a code counts as dead.
+        init_range: the codebook starts uniform in ``[-init_range, init_range]``; ``None`` means ``1/K``.
 
-    The codebook ``[K, D]`` starts uniform in ``[-1/K, 1/K]`` (the common choice of VQ-VAE implementations).
+    The codebook ``[K, D]`` starts uniform in ``[-1/K, 1/K]`` by default (the common choice of VQ-VAE
+    implementations); pass ``init_range`` to start codebooks of different sizes from the same range.
     With ``ema=True`` the codes are recomputed from the running sums at every training step: to set the codebook by
     hand, set ``embed_sum`` to ``codebook * cluster_size[:, None]`` as well.
     Shapes: ``z [B, D, H, W] -> z_q [B, D, H, W], indices [B, H, W] (long), loss []``. Introduced in chapter 12.
     """
 
     def __init__(self, num_codes: int, code_dim: int, beta: float = 0.25, ema: bool = False, decay: float = 0.99,
-                 eps: float = 1e-5, reset_dead: bool = False, dead_threshold: int = 20) -> None:
+                 eps: float = 1e-5, reset_dead: bool = False, dead_threshold: int = 20,
+                 init_range: float | None = None) -> None:
         super().__init__()
         if num_codes < 1 or code_dim < 1:
             raise ValueError(f"need num_codes >= 1 and code_dim >= 1, got {num_codes} and {code_dim}")
@@ -190,10 +193,13 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"eps must be > 0, got {eps}")
         if dead_threshold < 1:
             raise ValueError(f"dead_threshold must be >= 1, got {dead_threshold}")
+        if init_range is not None and not init_range > 0:
+            raise ValueError(f"init_range must be > 0 (or None for 1/K), got {init_range}")
         self.num_codes, self.code_dim, self.beta = num_codes, code_dim, float(beta)
         self.ema, self.decay, self.eps = bool(ema), float(decay), float(eps)
         self.reset_dead, self.dead_threshold = bool(reset_dead), int(dead_threshold)
-        init = torch.empty(num_codes, code_dim).uniform_(-1.0 / num_codes, 1.0 / num_codes)
+        a = 1.0 / num_codes if init_range is None else float(init_range)
+        init = torch.empty(num_codes, code_dim).uniform_(-a, a)
         if self.ema:  # updated by moving averages, not by the optimiser
             self.register_buffer("codebook", init)
             # The averages start as if every code had been chosen once, at its initial position.
@@ -280,7 +286,8 @@ class VQVAEConfig:
     """Sizes of a :class:`VQVAE` for 28x28 images (a 7x7 grid of codes).
 
     ``hidden``: channels of the encoder/decoder; ``res_blocks``: residual blocks at 7x7 on each side; the rest are
-    the :class:`VectorQuantizer`'s arguments. Introduced in chapter 12.
+    the :class:`VectorQuantizer`'s arguments (``init_range=None``: the codebook starts in ``[-1/K, 1/K]``).
+    Introduced in chapter 12.
     """
 
     in_channels: int = 1
@@ -293,6 +300,7 @@ class VQVAEConfig:
     decay: float = 0.99
     reset_dead: bool = True
     dead_threshold: int = 20
+    init_range: float | None = None
 
     def __post_init__(self) -> None:
         if self.hidden < 2 or self.hidden % 2:
@@ -342,7 +350,8 @@ class VQVAE(nn.Module):
             nn.Conv2d(h, c.code_dim, 1),  # [B, D, 7, 7]: one code vector per cell
         )
         self.quantizer = VectorQuantizer(c.num_codes, c.code_dim, beta=c.beta, ema=c.ema, decay=c.decay,
-                                         reset_dead=c.reset_dead, dead_threshold=c.dead_threshold)
+                                         reset_dead=c.reset_dead, dead_threshold=c.dead_threshold,
+                                         init_range=c.init_range)
         self.decoder = nn.Sequential(
             nn.Conv2d(c.code_dim, h, 3, padding=1),  # [B, h, 7, 7]
             *[ResBlock(h) for _ in range(c.res_blocks)], nn.ReLU(),

@@ -215,11 +215,28 @@ def test_vqvae_rejects_bad_inputs_at_the_door(call, error, match):
 
 @pytest.mark.parametrize(("kwargs", "match"), [(dict(num_codes=0), "num_codes"), (dict(beta=-1.0), "beta"),
                                                (dict(decay=1.0), "decay"), (dict(eps=0.0), "eps"),
-                                               (dict(dead_threshold=0), "dead_threshold")])
+                                               (dict(dead_threshold=0), "dead_threshold"),
+                                               (dict(init_range=0.0), "init_range")])
 def test_quantizer_rejects_bad_arguments(kwargs, match):
     args = {"num_codes": 8, "code_dim": 4, **kwargs}
     with pytest.raises(ValueError, match=match):
         vqvae.VectorQuantizer(**args)
+
+
+def test_codebook_init_range():
+    """The default range is [-1/K, 1/K]; an explicit init_range gives every K the same range."""
+    for K in (16, 512):
+        torch.manual_seed(0)
+        default = vqvae.VectorQuantizer(K, 4).codebook
+        assert default.abs().max() <= 1.0 / K and default.abs().max() > 0.5 / K
+        torch.manual_seed(0)
+        fixed = vqvae.VectorQuantizer(K, 4, init_range=0.1).codebook
+        assert fixed.abs().max() <= 0.1 and fixed.abs().max() > 0.05
+    torch.manual_seed(0)
+    a = vqvae.VQVAE(vqvae.VQVAEConfig.tiny()).quantizer.codebook
+    torch.manual_seed(0)
+    b = vqvae.VQVAE(vqvae.VQVAEConfig.tiny(init_range=1.0 / 128)).quantizer.codebook
+    assert torch.equal(a, b)  # init_range=None is exactly 1/K
 
 
 def test_lookup_rejects_bad_indices():
