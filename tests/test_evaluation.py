@@ -40,7 +40,7 @@ def test_frechet_distance_identical_is_zero_and_matches_independent_code():
     assert metrics.frechet_distance(mu_a, s_a, mu_a, s_a) == pytest.approx(0.0, abs=1e-6)
     expected = _reference_fd(mu_a, s_a, mu_b, s_b)
     assert metrics.frechet_distance(mu_a, s_a, mu_b, s_b) == pytest.approx(expected, rel=1e-6)
-    assert metrics._trace_sqrt_product_eigh(s_a, s_b) == pytest.approx(metrics._trace_sqrt_product(s_a, s_b, 1e-6),
+    assert metrics.distributions._trace_sqrt_product_eigh(s_a, s_b) == pytest.approx(metrics.distributions._trace_sqrt_product(s_a, s_b, 1e-6),
                                                                       rel=1e-7)
     assert metrics.fid_from_features(a, b) == pytest.approx(expected, rel=1e-6)
     assert metrics.fid_from_features(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(expected, rel=1e-6)

@@ -59,7 +59,7 @@ def _mmd2_reference(x: torch.Tensor, y: torch.Tensor, degree: int = 3, coef0: fl
     x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
     g = 1.0 / x.shape[1]
     k = lambda a, b: (g * (a @ b.T) + coef0) ** degree  # noqa: E731
-    return metrics._mmd2_unbiased(k(x, x), k(y, y), k(x, y))
+    return metrics.distributions._mmd2_unbiased(k(x, x), k(y, y), k(x, y))
 
 
 @exercise("13.2", "The unbiased MMD² estimator", reference=lambda x, y, degree=3, coef0=1.0:
