@@ -64,7 +64,7 @@ class FeatureNet(nn.Module):
     Three blocks of (3x3 conv, ReLU, 2x2 max pool) with ``widths`` channels take 28 -> 14 -> 7 -> 3; a linear layer
     maps the ``widths[-1] * 3 * 3`` values to ``feature_dim`` features (ReLU), and a last linear layer to
     ``num_classes`` logits. ``features(x)`` returns the features times the buffer ``scale`` (1 / their root mean
-square on the training images, set by the recipe), ``forward(x)`` the logits. Introduced in chapter 13.
+    square on the training images, set by the recipe), ``forward(x)`` the logits. Introduced in chapter 13.
     """
 
     def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), feature_dim: int = 64,
