@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from companion import layers, ops, vit
 from companion import train as trainlib
+from companion import vit
 from companion.train import count_parameters
 
 
@@ -197,12 +197,3 @@ def test_train_classifier_learns_a_toy_problem_and_is_deterministic():
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="steps"):
         trainlib.train_classifier(m1, ds, steps=0)
-
-
-def test_ops_attention_is_what_the_module_uses():
-    torch.manual_seed(0)
-    mha = layers.MultiHeadAttention(16, 2)
-    x = _randn(1, 5, 16)
-    q, k, v = mha.qkv(x).reshape(1, 5, 3, 2, 8).permute(2, 0, 3, 1, 4)
-    heads = ops.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, 5, 16)
-    torch.testing.assert_close(mha(x), mha.proj(heads))
