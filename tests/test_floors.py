@@ -154,16 +154,12 @@ def graph() -> dict[str, set[str]]:
 MODULES = sorted(all_modules())
 
 
-def _param(dotted):
-    return dotted
-
-
 @pytest.fixture(scope="module")
 def import_graph():
     return graph()
 
 
-@pytest.mark.parametrize("module", [_param(m) for m in MODULES])
+@pytest.mark.parametrize("module", MODULES)
 def test_module_imports_only_from_lower_floors(module, import_graph):
     assert unit(module) in FLOORS or unit(module) in LEAVES or module == "companion", f"{module}: not in the table"
     assert violations(module, import_graph[module]) == []
