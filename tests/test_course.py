@@ -151,3 +151,30 @@ def test_readme_has_exactly_the_two_commands():
     text = (ROOT / "README.md").read_text()
     assert "make book" in text and "make test" in text
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_page_names_the_run_it_shows(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 99 · A chapter"), nbformat.v4.new_code_cell("setup()")]
+    nb.cells[1].outputs = [nbformat.v4.new_output(
+        "stream", name="stdout",
+        text="GenerateVision · profile=cpu · device=cpu · data=MNIST from somewhere · seed=3\n")]
+    src = tmp_path / "99_a_chapter.ipynb"
+    nbformat.write(nb, src)
+    course.prepare_page(src, tmp_path / "out.ipynb")
+    page = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert "the `cpu` profile" in page.cells[1].source and "seed 3" in page.cells[1].source
+    assert course.run_banner(nbformat.v4.new_notebook(), "x") == ""
+
+
+def test_glue_records_numbers_and_refuses_other_things():
+    from companion import book
+
+    assert book.glue("gap", 0.25) == 0.25
+    assert book.glue("name", "plain-56") == "plain-56"
+    with pytest.raises(ValueError, match="identifier"):
+        book.glue("not a name", 1.0)
+    with pytest.raises(ValueError, match="number or a string"):
+        book.glue("x", [1, 2])

@@ -28,7 +28,7 @@ FLOORS: dict[str, int] = {
     "recipes": 4,
     **dict.fromkeys(["hub", "models"], 5),
 }
-LEAVES = {"plot", "widgets", "conv_viz", "exercises"}
+LEAVES = {"plot", "widgets", "conv_viz", "exercises", "book"}
 #: floor-3 chapter modules in chapter order
 CHAPTERS = ["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan"]
 #: floor-2 modules a model module must not import (``layers`` is allowed)

@@ -140,3 +140,81 @@ def test_maths_scanner(text, bad):
 ])
 def test_authoring_scanner(text, bad):
     assert bool(authoring_words(text)) == bad, authoring_words(text)
+
+
+# Prose that states what a run measured: a number there must be glued from the cell that computed it
+# (``companion.book.glue`` + ``{glue:text}`name```), so the page cannot quote a different run from the one it shows.
+# Numbers a sentence attributes to the literature (a year, "et al.", a table or figure of a paper) are exempt.
+_RUN_NUMBER = re.compile(r"(?<![\w.:/])(\d+\.\d+|\d+(?:\.\d+)?\s?(?:%|×))")
+_CITED = re.compile(r"et al\.|\{cite|\b(?:19|20)\d\d[a-z]?\b|\bTable \d|\bFig(?:ure|\.)? \d|\bpapers?'?s?\b"
+                    r"|\bpublished\b|\breports?\b|\breported\b|\barXiv\b")
+
+
+def _run_paragraphs(text: str) -> list[str]:
+    """**Finding** paragraphs, the bullets of a "Key findings" section and review answers."""
+    out = []
+    key = re.search(r"(?m)^#+ Key findings\b", text)
+    if key:
+        rest = text[key.end():]
+        end = re.search(r"(?m)^#", rest)
+        out += re.split(r"\n(?=\s*[*-] )", rest[:end.start()] if end else rest)
+        text = text[:key.start()] + (rest[end.start():] if end else "")
+    out += re.findall(r"(?s):::\{dropdown\} Answer\n(.*?)\n:::", text)
+    out += [p for p in re.split(r"\n\s*\n", text) if re.match(r"\s*\*\*Findings?\b", p)]
+    return out
+
+
+def unglued_run_numbers(text: str) -> list[str]:
+    """Decimals, percentages and ratios stated as a run's result without being glued from the run."""
+    out = []
+    for para in _run_paragraphs(text):
+        prose = re.sub(r"\{glue:\w+\}`[^`]*`", " G ", para)
+        prose = re.sub(r"(?s)\$\$.*?\$\$|(?<!\\)\$[^$]*(?<!\\)\$|`[^`]*`|\[[^\]]*\]\([^)]*\)", " ", prose)
+        for sentence in re.split(r"(?<=[.;!?])\s+(?=[A-Z(*])", prose):
+            if _CITED.search(sentence):
+                continue
+            out += [f"{m.group(0)!r} in {' '.join(sentence.split())[:120]!r}" for m in _RUN_NUMBER.finditer(sentence)]
+    return out
+
+
+_GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`(\w+)")
+_GLUE_CALL = re.compile(r"""\bglue\(\s*(f?)(["'])(.+?)\2""")
+
+
+def glued_names(nb) -> list[re.Pattern]:
+    """The names a chapter's code glues (an f-string name matches any word where its fields are)."""
+    pats = []
+    for c in nb.cells:
+        if c.cell_type == "code":
+            for f, _, name in _GLUE_CALL.findall(c.source):
+                pats.append(re.compile(re.sub(r"\\\{[^}]*\\\}", r"\\w+", re.escape(name)) if f else re.escape(name)))
+    return pats
+
+
+@pytest.mark.parametrize("nb_path", course.chapter_paths(), ids=lambda p: p.stem[:2])
+def test_prose_quotes_its_own_run(nb_path):
+    book = nbformat.read(nb_path, as_version=4)
+    problems = [f"cell {i}: {p}" for i, c in enumerate(book.cells) if c.cell_type == "markdown"
+                for p in unglued_run_numbers(c.source)]
+    pats = glued_names(book)
+    problems += [f"cell {i}: {{glue:text}}`{name}` is never glued in this chapter"
+                 for i, c in enumerate(book.cells) if c.cell_type == "markdown"
+                 for name in _GLUE_ROLE.findall(c.source) if not any(p.fullmatch(name) for p in pats)]
+    assert not problems, (f"{len(problems)} numbers in {nb_path.name}'s findings, key findings or review answers are "
+                          "not glued from the run the page shows (companion.book.glue + {glue:text}`name`):\n  "
+                          + "\n  ".join(problems))
+
+
+@pytest.mark.parametrize(("text", "bad"), [
+    ("**Finding.** The gap was 0.44 nats.", True),
+    ("**Finding.** The gap was {glue:text}`gap:.2f` nats.", False),
+    ("**Finding.** Accuracy 96 % at the end.", True),
+    ("**Finding.** He et al. (2016) measured 6.97 % error.", False),
+    ("**Finding.** The maths $x = 0.5$ holds.", False),
+    ("A paragraph that is not a finding: 0.44.", False),
+    ("## Key findings\n\n* spread 1,716× at depth 56\n\n## References\n\nSmith 0.5", True),
+    ("## Key findings\n\n* spread {glue:text}`s:,.0f`×\n\n## References\n\nSmith 2.5 (2020)", False),
+    (":::{dropdown} Answer\nIt fell to 12.5 %.\n:::", True),
+])
+def test_run_number_scanner(text, bad):
+    assert bool(unglued_run_numbers(text)) == bad, unglued_run_numbers(text)

@@ -534,8 +534,46 @@ def prepare_page(executed: Path, dest: Path) -> None:
                 return m.group(1) if name in labelled else f"\n({name})=\n{m.group(1)}"
 
             cell.source = EXERCISE_HEADING_RE.sub(label, src)
+    banner = run_banner(nb, executed.stem)
+    if banner:
+        nb.cells.insert(1, nbformat.v4.new_markdown_cell(banner, metadata={"tags": ["run-banner"]}))
     dest.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dest)
+
+
+STATUS_RE = re.compile(r"GenerateVision · profile=(\w+)[^\n]*?· device=(\S+)[^\n]*?· seed=(\d+)")
+
+PROFILE_SCOPE = {
+    "ci": "the `ci` profile: a smoke run with tiny data and a few training steps, so that every cell is shown "
+          "working. Its numbers show that the code runs, not what the methods achieve; run the notebook at "
+          "`PROFILE = \"cpu\"` (or open it in Colab) for the results the chapter discusses",
+    "cpu": "the `cpu` profile: the chapter's experiments at the size a laptop CPU runs in a few minutes",
+    "gpu": "the `gpu` profile: the chapter's experiments at full size on a GPU",
+}
+
+
+def run_banner(nb, stem: str) -> str:
+    """The note under a page's title saying which run it shows: profile, device, seed, wall time, machine.
+
+    Read from the chapter's own status line (``profile.setup`` prints it) so the note cannot disagree with the
+    outputs below it; the numbers the prose quotes are glued from the same run.
+    """
+    for cell in nb.cells:
+        for _, text in _output_texts(cell) if cell.cell_type == "code" else []:
+            m = STATUS_RE.search(text)
+            if m:
+                profile, device, seed = m.groups()
+                timing = TIMINGS / f"{stem}.json"
+                took = ""
+                if timing.is_file():
+                    t = json.loads(timing.read_text())
+                    if t.get("profile") == profile:
+                        took = f" It took {t['seconds']:.0f} s"
+                scope = PROFILE_SCOPE.get(profile, f"the `{profile}` profile")
+                return (f":::{{note}}\n**This page shows one run of the notebook** at {scope}.\n"
+                        f"Device `{device}`, seed {seed}.{took + ' on ' + platform_line() + '.' if took else ''} "
+                        "Every number the text states about a result is taken from this run's outputs.\n:::")
+    return ""
 
 
 def platform_line() -> str:
