@@ -204,8 +204,48 @@ def _stale_files(name: str, directory: Path, keep: str | None) -> list[Path]:
             if (own.match(p.name) and p.name != keep) or tmp.match(p.name)]
 
 
+#: How a checkpoint's floating-point tensors can be stored: as trained, or halved in size.
+STORAGE = ("float32", "float16")
+
+
+def round_to_storage(model: torch.nn.Module, storage: str = "float16") -> torch.nn.Module:
+    """Round ``model``'s floating-point parameters and buffers, in place, to what ``storage`` can hold.
+
+    A checkpoint stored as float16 (:func:`write_checkpoint`) is exact only for weights already rounded: round
+    first, *then* measure the card's metrics, so the card describes the weights a reader loads.
+    ``load_state_dict`` casts them back to the model's float32 without loss.
+
+    Returns:
+        ``model``.
+    """
+    if storage not in STORAGE:
+        raise ValueError(f"storage must be one of {STORAGE}, got {storage!r}")
+    if storage == "float16":
+        with torch.no_grad():
+            for t in [*model.parameters(), *model.buffers()]:
+                if t.dtype == torch.float32:
+                    t.copy_(t.half().float())
+    return model
+
+
+def _stored(name: str, state_dict: dict[str, torch.Tensor], storage: str) -> dict[str, torch.Tensor]:
+    if storage not in STORAGE:
+        raise ValueError(f"storage must be one of {STORAGE}, got {storage!r}")
+    out = {}
+    for k, v in state_dict.items():
+        v = v.detach().cpu().contiguous()
+        if storage == "float16" and v.dtype == torch.float32:
+            h = v.half()
+            if not torch.equal(h.float(), v):
+                raise CheckpointError(f"checkpoint {name!r}: tensor {k!r} is not exactly representable in float16; "
+                                      "round the model first (checkpoints.round_to_storage) and measure it after")
+            v = h
+        out[k] = v
+    return out
+
+
 def write_checkpoint(name: str, state_dict: dict[str, torch.Tensor], card: dict[str, Any],
-                     directory: str | os.PathLike | None = None) -> dict[str, Any]:
+                     directory: str | os.PathLike | None = None, storage: str = "float32") -> dict[str, Any]:
     """Save checkpoint ``name`` (weights + card) so that a kill at any moment leaves the old or the new one.
 
     1. the weights go to a new file ``NAME-<sha12>.pt`` (atomically; the old weights are untouched);
@@ -213,16 +253,21 @@ def write_checkpoint(name: str, state_dict: dict[str, torch.Tensor], card: dict[
        the commit point: before it the old card names the old weights, after it the new card the new ones;
     3. weights the card no longer names, and temporary files of earlier interrupted saves, are removed.
 
-    Returns the card as written.
+    ``storage="float16"`` stores float32 tensors as float16 (half the bytes) and records ``"storage"`` in the
+    card; it refuses weights that float16 cannot hold exactly (round them with :func:`round_to_storage` first).
+
+    Returns:
+        The card as written.
     """
     d = Path(directory if directory is not None else WEIGHTS_DIR)
     d.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buf)
+    torch.save(_stored(name, state_dict, storage), buf)
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     fname = f"{name}-{digest[:12]}.pt"
-    new_card = {**card, "weights": fname, "bytes": len(data), "sha256": digest}
+    new_card = {**card, **({"storage": storage} if storage != "float32" else {}),
+                "weights": fname, "bytes": len(data), "sha256": digest}
     cp = card_path(name, d)
     existed = (d / fname).is_file()
     committed = False

@@ -272,7 +272,7 @@ def retrain(name: str, profile: str | Profile = "cpu", directory: str | os.PathL
         "retrain": f"python -m companion.hub retrain {name} --profile {prof.name}",
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
     }
-    written = write_checkpoint(name, model.state_dict(), new_card, target)
+    written = write_checkpoint(name, model.state_dict(), new_card, target, storage=recipe.storage)
     if not quiet:
         print(f"{name}: wrote {target / written['weights']} and {card_path(name, target).name} ({why})")
         if target != WEIGHTS_DIR:

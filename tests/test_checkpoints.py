@@ -103,3 +103,43 @@ def test_the_shipped_weights_load_and_verify():
     state = ck.load_weights("mlp_mnist")
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert ck.sha256(ck.WEIGHTS_DIR / "mlp_mnist.pt") == ck.read_card(ck.WEIGHTS_DIR / "mlp_mnist.json")["sha256"]
+
+
+# ----------------------------------------------------------------------------- float16 storage
+
+
+def test_float16_storage_halves_the_file_and_loads_back_exactly(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.BatchNorm1d(64))
+    full = ck.write_checkpoint("net", net.state_dict(), {"name": "net"}, tmp_path / "a")
+    ck.round_to_storage(net, "float16")
+    half = ck.write_checkpoint("net", net.state_dict(), {"name": "net"}, tmp_path / "b", storage="float16")
+    assert half["storage"] == "float16" and "storage" not in full
+    assert half["bytes"] < 0.6 * full["bytes"]
+    stored = ck.load_weights("net", tmp_path / "b")
+    assert stored["0.weight"].dtype == torch.float16
+    assert stored["1.num_batches_tracked"].dtype == torch.int64  # integers are kept as they are
+    back = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.BatchNorm1d(64))
+    back.load_state_dict(stored)  # cast to the model's float32, without loss
+    assert all(torch.equal(a, b) and a.dtype == torch.float32
+               for a, b in zip(back.state_dict().values(), net.state_dict().values()) if a.is_floating_point())
+
+
+def test_float16_storage_refuses_weights_it_would_change(tmp_path):
+    net = torch.nn.Linear(8, 8)
+    with pytest.raises(ck.CheckpointError, match="not exactly representable in float16.*round_to_storage"):
+        ck.write_checkpoint("net", net.state_dict(), {"name": "net"}, tmp_path, storage="float16")
+    assert not list(tmp_path.glob("*"))
+    with pytest.raises(ValueError, match="storage must be one of"):
+        ck.write_checkpoint("net", net.state_dict(), {"name": "net"}, tmp_path, storage="int8")
+
+
+def test_every_shipped_checkpoint_is_small():
+    cards = [ck.read_card(p) for p in sorted(ck.WEIGHTS_DIR.glob("*.json"))]
+    sizes = {c["name"]: ck.weights_path(c["name"], card=c).stat().st_size for c in cards}
+    assert all(size == c["bytes"] for c, size in zip(cards, sizes.values()))
+    big = {n: s for n, s in sizes.items() if s > 5_000_000}
+    assert not big, f"checkpoints over 5 MB: {big}"
+    assert sum(sizes.values()) <= 40_000_000, f"the shipped checkpoints hold {sum(sizes.values()):,} bytes, over 40 MB"
+    stray = {p.name for p in ck.WEIGHTS_DIR.glob("*.pt")} - {ck.weights_path(c["name"], card=c).name for c in cards}
+    assert not stray, f"weights no card names: {stray}"

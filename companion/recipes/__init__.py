@@ -37,6 +37,8 @@ class Recipe:
         chapter: the chapter that introduces the model (``"02"``).
         family: one of :data:`FAMILIES`.
         needs: shipped checkpoints the training loads (a teacher, a frozen encoder), retrained first.
+        storage: how the weights are stored (``"float32"``, or ``"float16"`` to halve a large checkpoint;
+            the recipe then rounds its model with ``checkpoints.round_to_storage`` before measuring it).
     """
 
     build: Callable[[], nn.Module]
@@ -44,6 +46,7 @@ class Recipe:
     chapter: str
     family: str
     needs: tuple[str, ...] = ()
+    storage: str = "float32"
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -57,7 +60,7 @@ RECIPES: dict[str, Recipe] = {
     "lenet_mnist": Recipe(classifiers.build_lenet_mnist, classifiers.train_lenet_mnist, "04", "classifier"),
     "resnet_mnist": Recipe(classifiers.build_resnet_mnist, classifiers.train_resnet_mnist, "07", "classifier"),
     "vit_mnist": Recipe(classifiers.build_vit_mnist, classifiers.train_vit_mnist, "08", "classifier"),
-    "vae_mnist": Recipe(vaes.build_vae_mnist, vaes.train_vae_mnist, "10", "vae"),
+    "vae_mnist": Recipe(vaes.build_vae_mnist, vaes.train_vae_mnist, "10", "vae", storage=vaes.VAE_STORAGE),
     "cvae_mnist": Recipe(vaes.build_cvae_mnist, vaes.train_cvae_mnist, "11", "vae", needs=("lenet_mnist",)),
     "betavae_shapes": Recipe(vaes.build_betavae_shapes, vaes.train_betavae_shapes, "11", "vae"),
     "vqvae_mnist": Recipe(vqvae.build_vqvae_mnist, vqvae.train_vqvae_mnist, "12", "vqvae"),
