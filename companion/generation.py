@@ -27,7 +27,7 @@ from .vae import VAE
 from .vae_variants import CVAE, BetaSweep, BetaVAE
 from .vqvae import VQVAE, CodePrior
 
-__all__ = ["FAMILIES", "Family", "VQSampler", "family_of", "generate", "register"]
+__all__ = ["FAMILIES", "Family", "VQSampler", "family_of", "generate", "load_generative", "register"]
 
 #: Every option :func:`generate` knows; a family accepts a subset.
 OPTIONS = ("labels", "prompt", "sampler", "steps", "guidance")
@@ -144,7 +144,7 @@ def family_of(model: nn.Module) -> Family:
                     f"got {type(model).__name__}")
 
 
-def _load(name: str) -> nn.Module:
+def load_generative(name: str) -> nn.Module:
     """A shipped checkpoint as a generative model (a code prior comes with the VQ-VAE it was trained on)."""
     model = hub.load_model(name)
     if isinstance(model, CodePrior):
@@ -194,7 +194,7 @@ def generate(model: nn.Module | str, n: int, *, labels: int | Sequence[int] | Te
         TypeError: ``model`` is not a generative model.
     """
     if isinstance(model, str):
-        model = _load(model)
+        model = load_generative(model)
     fam = family_of(model)
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"generate: n must be an int >= 1, got {n!r}")

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "companion"
 #: The floor table. A module imports only from lower floors, with these exceptions: inside floors 1 and 2
 #: modules may import each other (no cycles); a chapter module of floor 3 may import an earlier chapter's
 #: module and ``metrics``; ``metrics`` may import ``train`` but no chapter module; leaves import anything and nothing in the
-#: package (but another leaf) imports a leaf; floor 6 holds what spans every model (``generation``). A package's submodules count as the package's entry:
+#: package (but another leaf) imports a leaf; floors 6 and 7 span every model (``generation``, then ``scoreboard``). A package's submodules count as the package's entry:
 #: ``companion.images.colour`` and ``companion.train.loop`` are ``images`` and ``train``.
 FLOORS: dict[str, int] = {
     **dict.fromkeys(["profile", "_checks", "batching", "download", "checkpoints", "ops", "losses", "images", "augment", "init", "optim",
@@ -28,6 +28,7 @@ FLOORS: dict[str, int] = {
     "recipes": 4,
     **dict.fromkeys(["hub", "models"], 5),
     "generation": 6,
+    "scoreboard": 7,
 }
 #: What ``companion/__init__.py`` may name: only, lazily, the top-level function ``companion.generate``.
 PACKAGE_LAZY = {"companion.generation"}
