@@ -52,6 +52,7 @@ from .checkpoints import (
 )
 from .profile import PROFILES, Profile, ProfileError, get_profile
 from .recipes import RECIPES, Recipe
+from .train import distributed
 
 __all__ = ["CARD_FIELDS", "USER_DIR", "WEIGHTS_DIR", "CheckpointError", "Recipe", "RECIPES", "available", "card",
            "hardware", "heldout", "heldout_indices", "load_model", "main", "paths", "retrain", "seen", "sha256",
@@ -272,6 +273,8 @@ def retrain(name: str, profile: str | Profile = "cpu", directory: str | os.PathL
         "retrain": f"python -m companion.hub retrain {name} --profile {prof.name}",
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
     }
+    if not distributed.is_main():  # under torchrun every process trains; rank 0 alone saves
+        return new_card
     written = write_checkpoint(name, model.state_dict(), new_card, target, storage=recipe.storage)
     if not quiet:
         print(f"{name}: wrote {target / written['weights']} and {card_path(name, target).name} ({why})")
@@ -345,12 +348,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    distributed.init_from_env()  # a no-op unless torchrun started several processes
     try:
         profile = get_profile(args.profile, device=args.device)
     except ProfileError as e:
         parser.error(str(e))
-    c = retrain(args.name, profile, args.out, force=args.force)
-    print(json.dumps(c, indent=2))
+    c = retrain(args.name, profile, args.out, force=args.force, quiet=not distributed.is_main())
+    if distributed.is_main():
+        print(json.dumps(c, indent=2))
     return 0
 
 

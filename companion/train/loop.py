@@ -9,6 +9,7 @@ writes resumable checkpoints that continue a run bit for bit, mid-epoch included
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoints import CheckpointError, load_state, save_state
 from ..profile import seed_everything
+from . import distributed
 
 Batch = Any
 LossFn = Callable[[nn.Module, Batch], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
@@ -160,6 +162,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     desc: str = "train",
+    precision: str = "fp32",
 ) -> History:
     """Train ``model`` for ``epochs`` passes over ``loader`` and return its :class:`History`.
 
@@ -196,6 +199,14 @@ def fit(
         resume: continue from ``checkpoint`` if it exists: with the same arguments, the result equals an
             uninterrupted run bit for bit (on the CPU).
         progress: show a tqdm progress bar.
+        desc: the progress bar's label.
+        precision: ``"fp32"``, or ``"bf16"`` for mixed precision (``torch.autocast`` with bfloat16: the forward
+            pass and loss in bfloat16 where safe, weights and optimiser state in float32; meant for CUDA).
+
+    Started by ``torchrun`` with a process group (:mod:`companion.train.distributed`), the model and loss run
+    under ``DistributedDataParallel``, each process takes its shard of every global batch, and only rank 0
+    shows progress and writes checkpoints; the weights equal one process's training on the same global batches.
+
     Raises:
         DivergenceError: (a ValueError) for a non-finite loss, naming the step; its ``.history`` keeps the log.
         ValueError: for bad arguments.
@@ -214,12 +225,25 @@ def fit(
                          f"monitor={monitor!r}, eval_fn={'set' if eval_fn else None}")
     if checkpoint_every is not None and (checkpoint_every < 1 or checkpoint is None):
         raise ValueError(f"checkpoint_every needs a checkpoint path and a value >= 1, got {checkpoint_every}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if seed is not None:
         seed_everything(seed)
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     device = torch.device(device)
     model.to(device)
+    rank, world_size = distributed.world()
+    step_loss = lambda b: loss_fn(model, b)  # noqa: E731
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index if device.index is not None else torch.cuda.current_device()] \
+            if device.type == "cuda" else None
+        step_loss = DistributedDataParallel(distributed.LossModule(model, loss_fn), device_ids=ids)
+        progress = progress and rank == 0
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" \
+        else contextlib.nullcontext
     gens = _run_generators(loader, generators)
     averaged = _Averaged(model, ema) if ema is not None else None
     judged = averaged.model if averaged is not None else model  # the weights we evaluate and return
@@ -250,7 +274,7 @@ def fit(
             _set_rng_state(saved["rng"], gens)
 
     def save(epoch: int, batch: int, epoch_rng: dict[str, Any] | None, finished: bool = False) -> None:
-        if checkpoint is None:
+        if checkpoint is None or rank != 0:
             return
         save_state(checkpoint, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -292,11 +316,20 @@ def fit(
         for batch in batches:
             if on_step is not None:
                 on_step(step, model)
-            out = loss_fn(model, _to_device(batch, device))
+            batch = _to_device(batch, device)
+            if world_size > 1:
+                batch = distributed.shard(batch, rank, world_size)
+            with autocast():
+                out = step_loss(batch)
             loss, metrics = out if isinstance(out, tuple) else (out, {})
-            if not torch.isfinite(loss):
+            shown = loss.detach().float()
+            if world_size > 1:  # the global batch's loss: every process logs it, and stops together on a NaN
+                shown = shown.clone()
+                torch.distributed.all_reduce(shown)
+                shown /= world_size
+            if not torch.isfinite(shown):
                 bar.close()
-                raise DivergenceError(f"loss became {loss.item()} at step {step} (epoch {epoch}): "
+                raise DivergenceError(f"loss became {shown.item()} at step {step} (epoch {epoch}): "
                                       "lower the learning rate? (the history so far is in .history)", history)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -309,7 +342,7 @@ def fit(
                 averaged.update(model)
             step, k = step + 1, k + 1
             if step % log_every == 0 or step == 1:
-                row = {"step": step, "epoch": epoch, "loss": loss.item()}
+                row = {"step": step, "epoch": epoch, "loss": shown.item()}
                 row.update({k_: float(v) for k_, v in metrics.items()})
                 history.train.append(row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
