@@ -157,3 +157,15 @@ def test_shipped_dcgan_draws_every_digit():
     card = hub.card("dcgan_mnist")["metrics"]
     assert r["classes_covered"] >= 9 and r["min_share"] >= min(0.03, card["min_class_share"] - 0.01), r
     assert r["confidence"] >= max(0.88, card["mean_confidence"] - 0.03), r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(RECIPES) - {"mlp_mnist", "lenet_mnist"}))
+def test_every_recipe_retrains_at_ci_and_saves(name, tmp_path):
+    """The whole retrain path of every recipe runs (tiny sizes): train, measure, card, save, load back."""
+    held_out(name) if name != "betavae_shapes" else None  # skips without MNIST
+    card = hub.retrain(name, "ci", tmp_path, quiet=True)
+    assert card["profile"] == "ci" and card["metrics"] and card["seen"]
+    assert card.get("storage", "float32") == RECIPES[name].storage
+    model = hub.load_model(name, tmp_path)
+    assert sum(p.numel() for p in model.parameters()) == card["parameters"]

@@ -93,7 +93,7 @@ def vae_mnist_metrics(model: vae_lib.VAE, x_test: torch.Tensor, k: int = 5000) -
     nll = vae_lib.iwae_nll(model, x_bin, k=k, batch_size=50, generator=torch.Generator().manual_seed(1),
                            progress=True)
     nll100 = vae_lib.iwae_nll(model, x_bin, k=100, batch_size=100, generator=torch.Generator().manual_seed(1))
-    ev = vae_lib.evaluate(model, x_bin, binarize=False, seed=2)
+    ev = vae_lib.evaluate_elbo(model, x_bin, binarize=False, seed=2)
     au = vae_lib.active_units(model, x_bin)
     return {f"iwae_nll_k{k}": round(float(nll.mean()), 2), "iwae_images": n_iwae,
             "iwae_nll_k100": round(float(nll100.mean()), 2), "elbo": round(ev["elbo"], 2),
