@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "companion"
 #: ``companion.images.colour`` and ``companion.train.loop`` are ``images`` and ``train``.
 FLOORS: dict[str, int] = {
     **dict.fromkeys(["profile", "_checks", "batching", "download", "checkpoints", "ops", "losses", "images", "augment", "init", "optim",
-                     "estimators"], 1),
+                     "estimators", "diffusion"], 1),
     **dict.fromkeys(["data", "toys", "layers", "train"], 2),
     **dict.fromkeys(["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan", "metrics"], 3),
     "recipes": 4,
