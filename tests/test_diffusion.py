@@ -502,3 +502,74 @@ def test_bad_sampler_input():
         d.to_eps_model(model, ab, "score")
     with pytest.raises(TypeError, match="uncond must be a dict"):
         d.classifier_free_guidance(model, 2.0, None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Training losses: at the exact model they equal the irreducible variance, in closed form
+# ----------------------------------------------------------------------------------------------
+
+
+def gaussian_data(n, seed=0):
+    return M + S * torch.randn(n, 2, dtype=F64, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("t", [5, 300, 900])
+def test_denoising_loss_of_the_exact_model_is_the_posterior_variance(t):
+    """E||eps - E[eps | x_t]||^2 = Var(eps | x_t) = ab s^2 / (ab s^2 + 1 - ab), per dimension."""
+    ab = schedule("linear")
+    x0 = gaussian_data(N)
+    tt = torch.full((N,), t)
+    loss = d.denoising_loss(exact_eps(M, S, ab), x0, ab, t=tt, generator=torch.Generator().manual_seed(1))
+    a = ab[t]
+    floor = (a * S**2 / (a * S**2 + 1 - a)).mean().item()
+    assert loss.item() == pytest.approx(floor, rel=0.03)
+    worse = d.denoising_loss(lambda x, t: 1.1 * exact_eps(M, S, ab)(x, t), x0, ab, t=tt,
+                             generator=torch.Generator().manual_seed(1))
+    assert worse.item() > loss.item()
+
+
+def test_denoising_loss_targets_agree_with_the_conversions():
+    ab = schedule("cosine")
+    g = torch.Generator().manual_seed(2)
+    x0, eps = torch.randn(8, 1, 2, 2, dtype=F64, generator=g), torch.randn(8, 1, 2, 2, dtype=F64, generator=g)
+    t = torch.arange(0, 800, 100)
+    xt = d.q_sample(x0, t, ab, eps)
+    seen = {}
+
+    def record(kind):
+        def model(x, tt):
+            torch.testing.assert_close(x, xt)
+            seen[kind] = tt
+            return torch.zeros_like(x)
+        return model
+
+    for kind, target in (("eps", eps), ("x0", x0), ("v", d.v_target(x0, eps, t, ab))):
+        loss = d.denoising_loss(record(kind), x0, ab, prediction=kind, t=t, noise=eps)
+        assert loss.item() == pytest.approx(target.square().mean().item(), rel=1e-12)
+        assert torch.equal(seen[kind], t)
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        d.denoising_loss(record("eps"), x0, ab, prediction="score")
+
+
+def test_denoising_loss_draws_with_its_generator_and_trains():
+    ab = schedule("cosine", 100)
+    w = torch.zeros(2, dtype=F64, requires_grad=True)
+    model = lambda x, t: x * w  # noqa: E731
+    x0 = gaussian_data(64)
+    a = d.denoising_loss(model, x0, ab, generator=torch.Generator().manual_seed(5))
+    b = d.denoising_loss(model, x0, ab, generator=torch.Generator().manual_seed(5))
+    assert a.item() == b.item()
+    a.backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5, 0.9])
+def test_flow_matching_loss_of_the_exact_velocity_is_its_variance(t):
+    """Var(eps - x0 | x_t) = 1 + s^2 - (t - (1 - t) s^2)^2 / ((1 - t)^2 s^2 + t^2), per dimension."""
+    x0 = gaussian_data(N)
+    loss = d.flow_matching_loss(exact_velocity(M, S), x0, t=torch.full((N,), t, dtype=F64),
+                                generator=torch.Generator().manual_seed(1))
+    floor = (1 + S**2 - (t - (1 - t) * S**2) ** 2 / ((1 - t) ** 2 * S**2 + t**2)).mean().item()
+    assert loss.item() == pytest.approx(floor, rel=0.03)
+    with pytest.raises(ValueError, match=r"t must be one time in \[0, 1\] per example"):
+        d.flow_matching_loss(exact_velocity(M, S), x0[:2], t=torch.tensor([0.5, 1.5]))
