@@ -22,7 +22,8 @@ with ``x`` the starting noise ``N(0, I)`` (drawn by the caller, so one seed repr
 keyword arguments passed to every model call (``{"y": labels}``), ``callback`` a function called once per
 step, before the update, with a dict ``{"i", "t", "x", "x0_pred"}`` (step index, current time, current
 sample, the model's current estimate of the clean data; for plots), and ``generator`` the
-``torch.Generator`` for the fresh noise of ancestral samplers (deterministic ones ignore it). Every sampler
+``torch.Generator`` for the fresh noise of ancestral samplers (on ``x``'s device; deterministic samplers
+ignore it). Every sampler
 returns the final ``x0``, runs without gradients and holds no state between calls.
 
 Euler, Heun and DPM-Solver++(2M) step in the variance-exploding form ``x / sqrt(alpha_bar) = x0 + sigma eps``,
@@ -43,7 +44,7 @@ import torch
 from torch import Tensor
 
 from .._checks import _positive_int, _shape
-from .schedules import _check_table, _timesteps_tensor, v_to_eps, x0_to_eps
+from .schedules import _check_table, _posterior, _timesteps_tensor, ddim_step, v_to_eps, x0_to_eps
 
 __all__ = [
     "PREDICTIONS",
@@ -159,12 +160,11 @@ def sample_ddpm(model: Model, x: Tensor, alpha_bar: Tensor, timesteps: Tensor | 
         x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x0_pred": x0})
-        beta = 1 - ab / ab_prev
-        # posterior mean, eq. 7: a weighted average of the x0 estimate and the current sample
-        x = (math.sqrt(ab_prev) * beta / (1 - ab)) * x0 + (math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)) * x
-        if t_prev >= 0:
-            var = (1 - ab_prev) / (1 - ab) * beta if variance == "posterior" else beta
-            x = x + math.sqrt(var) * _noise(x, generator)
+        # the forward posterior q(x_prev | x_t, x0) at the x0 estimate (eq. 7), between the visited levels
+        mean, var = _posterior(x0, x, torch.tensor(ab, dtype=torch.float64), torch.tensor(ab_prev, dtype=torch.float64))
+        if variance == "beta":
+            var = 1 - ab / ab_prev  # beta of the (respaced) step
+        x = mean if t_prev < 0 else mean + math.sqrt(float(var)) * _noise(x, generator)
     return x
 
 
@@ -199,15 +199,13 @@ def sample_ddim(model: Model, x: Tensor, alpha_bar: Tensor, timesteps: Tensor | 
     if eta < 0:
         raise ValueError(f"{fn}: eta must be >= 0, got {eta}")
     x = _check_start(fn, x)
-    for i, (t, _, ab, ab_prev) in enumerate(_levels(fn, alpha_bar, timesteps)):
+    for i, (t, t_prev, ab, _) in enumerate(_levels(fn, alpha_bar, timesteps)):
         eps = _call(fn, model, x, t, cond, integer=True)
-        x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
         if callback is not None:
-            callback({"i": i, "t": t, "x": x, "x0_pred": x0})
-        sigma = eta * math.sqrt(max((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev), 0.0))
-        x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps
-        if sigma > 0:
-            x = x + sigma * _noise(x, generator)
+            callback({"i": i, "t": t, "x": x, "x0_pred": (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)})
+        last = t_prev < 0  # the step to the clean data adds no noise, whatever eta
+        noise = None if eta == 0 or last else _noise(x, generator)
+        x = ddim_step(x, eps, t, t_prev, alpha_bar, eta=0.0 if last else eta, noise=noise)
     return x
 
 
