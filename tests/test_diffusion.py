@@ -153,6 +153,14 @@ def test_spacings_reproduce_lin_et_al_table_2(spacing):
     assert (ts + 1).tolist() == LIN_TABLE_2[spacing]
 
 
+@pytest.mark.parametrize(("steps", "leading", "trailing"), [
+    (1, [1], [1000]), (2, [501, 1], [1000, 500]), (4, [751, 501, 251, 1], [1000, 750, 500, 250])])
+def test_spacings_few_steps(steps, leading, trailing):
+    """Leading never visits the last timestep; trailing always starts there (1-indexed as in Lin et al.)."""
+    assert (d.spaced_timesteps(1000, steps, "leading") + 1).tolist() == leading
+    assert (d.spaced_timesteps(1000, steps, "trailing") + 1).tolist() == trailing
+
+
 def test_spacings_small_T():
     assert d.spaced_timesteps(10, 3, "leading").tolist() == [6, 3, 0]
     assert d.spaced_timesteps(10, 3, "trailing").tolist() == [9, 6, 2]

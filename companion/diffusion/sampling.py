@@ -27,7 +27,7 @@ ignore it). Every sampler
 returns the final ``x0``, runs without gradients and holds no state between calls.
 
 Euler, Heun and DPM-Solver++(2M) step in the variance-exploding form ``x / sqrt(alpha_bar) = x0 + sigma eps``,
-``sigma = sqrt((1 - alpha_bar) / alpha_bar)`` (Karras et al. 2022, section 3), where the probability-flow ODE
+``sigma = sqrt((1 - alpha_bar) / alpha_bar)`` (Karras et al. 2022), where the probability-flow ODE
 reads ``d(x / sqrt(alpha_bar)) / d sigma = eps``. In that form DDIM with ``eta = 0`` *is* the Euler method,
 so :func:`sample_euler` and :func:`sample_ddim` agree to rounding; the tests check this.
 
@@ -351,7 +351,7 @@ def flow_timesteps(steps: int, shift: float = 1.0, dtype: torch.dtype = torch.fl
     """A decreasing time grid from 1 (noise) to 0 (data) with ``steps`` intervals, for the flow samplers.
 
     Evenly spaced for ``shift = 1``; ``shift > 1`` spends more steps at high noise with
-    ``t' = shift t / (1 + (shift - 1) t)`` (Esser et al. 2024, section 5.3.2).
+    ``t' = shift t / (1 + (shift - 1) t)`` (the resolution-dependent shift of Esser et al. 2024).
 
     Args:
         steps: the number of steps, ``>= 1``.

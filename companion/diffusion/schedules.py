@@ -191,7 +191,7 @@ def alpha_bar(betas: Tensor) -> Tensor:
 
 
 def snr(alpha_bar: Tensor) -> Tensor:
-    """The signal-to-noise ratio ``SNR = alpha_bar / (1 - alpha_bar)`` (Kingma et al. 2021, eq. 1).
+    """The signal-to-noise ratio ``SNR = alpha_bar / (1 - alpha_bar)`` (Kingma et al. 2021).
 
     Args:
         alpha_bar: ``alpha_bar`` values of any shape (the whole table ``[T]`` or ``alpha_bar[t]``).
@@ -222,7 +222,7 @@ def sigmas(alpha_bar: Tensor) -> Tensor:
     """The noise levels ``sigma = sqrt((1 - alpha_bar) / alpha_bar) = 1 / sqrt(SNR)`` of the same process.
 
     Dividing ``x_t`` by ``sqrt(alpha_bar)`` gives ``x0 + sigma * eps``: the variance-exploding form in which
-    Karras et al. (2022, section 3) write every sampler; the Euler, Heun and DPM-Solver++ samplers step there.
+    Karras et al. (2022) write every sampler; the Euler, Heun and DPM-Solver++ samplers step there.
 
     Args:
         alpha_bar: ``alpha_bar`` values of any shape.
@@ -398,7 +398,7 @@ def x0_to_eps(x_t: Tensor, x0: Tensor, t: int | Tensor, alpha_bar: Tensor) -> Te
 
 
 def v_target(x0: Tensor, eps: Tensor, t: int | Tensor, alpha_bar: Tensor) -> Tensor:
-    """The velocity a v-model learns: ``v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0`` (Salimans & Ho 2022, eq. 8 ff.).
+    """The velocity a v-model learns: ``v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0`` (Salimans & Ho 2022, section 4).
 
     Args:
         x0: ``[B, ...]`` clean data.

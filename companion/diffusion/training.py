@@ -83,7 +83,7 @@ def flow_matching_loss(model: Callable[..., Tensor], x0: Tensor, *, cond: dict[s
 
     ``x_t = (1 - t) x0 + t eps`` with ``t ~ U(0, 1)``: the velocity of each straight line from data to noise
     is ``eps - x0``, and its regression on ``x_t`` is the velocity field the flow samplers integrate
-    (Lipman et al. 2023, eq. 23 with sigma_min = 0; Liu et al. 2023, rectified flow).
+    (Lipman et al. 2023, the optimal-transport path with sigma_min = 0; Liu et al. 2023, rectified flow).
 
     Args:
         model: ``model(x_t, t, **cond) -> v``, with ``t`` a float tensor ``[B]``.
