@@ -23,6 +23,7 @@ timestep spacings in chapter 19.
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 from torch import Tensor
@@ -84,10 +85,11 @@ def _timesteps_tensor(fn: str, t: object, name: str, T: int, lowest: int = 0) ->
     """``t`` (int or integer tensor ``[]``/``[B]``) as an int64 tensor, every entry in ``lowest .. T-1``."""
     if isinstance(t, bool):
         raise TypeError(f"{fn}: {name} must be an int or an integer tensor, got {t!r}")
-    if isinstance(t, int):
-        t = torch.tensor(t)
     if not isinstance(t, Tensor):
-        raise TypeError(f"{fn}: {name} must be an int or an integer tensor, got {type(t).__name__}")
+        try:
+            t = torch.tensor(operator.index(t))  # a Python or NumPy integer
+        except TypeError:
+            raise TypeError(f"{fn}: {name} must be an int or an integer tensor, got {type(t).__name__}") from None
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{fn}: {name} must hold integer timesteps 0..T-1, got dtype {t.dtype}")
     if t.ndim > 1:
