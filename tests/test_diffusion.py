@@ -269,6 +269,7 @@ EPS_SAMPLERS = [  # (sampler, schedule, T, steps (None: every timestep), options
     (d.sample_ddim, "linear", 1000, 200, {}),
     (d.sample_euler, "cosine", 1000, 100, {}),
     (d.sample_heun, "linear", 1000, 25, {}),
+    (d.sample_heun, "cosine", 1000, 200, {}),  # the first step, from sigma ~ 2e4, needs a fine grid (docstring)
     (d.sample_dpmpp_2m, "linear", 1000, 30, {}),
     (d.sample_dpmpp_2m, "cosine", 1000, 20, {}),
 ]
