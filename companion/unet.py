@@ -5,11 +5,11 @@ Read top to bottom:
 * :class:`UNetConfig` with a :meth:`UNetConfig.tiny` preset (tests and the ci profile);
 * :func:`timestep_embedding`: the sinusoidal encoding of the timestep (``companion.layers.sincos_1d``, the
   transformer's position encoding used for time; Ho et al. 2020, appendix B);
-* :class:`ResBlock`: GroupNorm, SiLU, 3x3 convolution, the time embedding added as a per-channel bias, and
+* :class:`TimeResBlock`: GroupNorm, SiLU, 3x3 convolution, the time embedding added as a per-channel bias, and
   again; a residual connection around both (Ho et al. 2020 after Zagoruyko & Komodakis 2016);
 * :class:`AttentionBlock`: self-attention over the pixels of a feature map, with
   :class:`companion.layers.MultiHeadAttention` (chapter 08) on the ``H * W`` tokens;
-* :class:`Downsample` (stride-2 convolution) and :class:`Upsample` (nearest x2, then a convolution);
+* :class:`Downsample2d` (stride-2 convolution) and :class:`Upsample2d` (nearest x2, then a convolution);
 * :class:`UNet`: levels of residual blocks going down, a middle (residual, attention, residual) and the
   mirrored levels going up, each up block reading the matching down block's output through a skip
   connection (Ronneberger et al. 2015); attention at the levels named in ``attention_levels`` (by default
@@ -39,11 +39,11 @@ from .layers import MultiHeadAttention, sincos_1d
 
 __all__ = [
     "AttentionBlock",
-    "Downsample",
-    "ResBlock",
+    "Downsample2d",
+    "TimeResBlock",
     "UNet",
     "UNetConfig",
-    "Upsample",
+    "Upsample2d",
     "timestep_embedding",
 ]
 
@@ -150,7 +150,7 @@ def timestep_embedding(t: Tensor, dim: int, scale: float = 1.0) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-class ResBlock(nn.Module):
+class TimeResBlock(nn.Module):
     """A residual block with the time embedding: ``x + f(x, emb)`` (a 1x1 convolution on the skip if widths differ).
 
     ``f``: GroupNorm, SiLU, 3x3 convolution, plus ``Linear(SiLU(emb))`` as a per-channel bias, GroupNorm, SiLU,
@@ -210,7 +210,7 @@ class AttentionBlock(nn.Module):
         return x + out
 
 
-class Downsample(nn.Module):
+class Downsample2d(nn.Module):
     """Halve the resolution with a stride-2 3x3 convolution: ``[B, C, H, W] -> [B, C, H/2, W/2]``. Chapter 18."""
 
     def __init__(self, channels: int) -> None:
@@ -221,7 +221,7 @@ class Downsample(nn.Module):
         return self.conv(x)
 
 
-class Upsample(nn.Module):
+class Upsample2d(nn.Module):
     """Double the resolution: nearest-neighbour x2, then a 3x3 convolution: ``[B, C, H, W] -> [B, C, 2H, 2W]``. Chapter 18."""
 
     def __init__(self, channels: int) -> None:
@@ -243,7 +243,7 @@ class _Level(nn.Module):
     def __init__(self, channels_in: list[int], channels: int, config: UNetConfig, attention: bool) -> None:
         super().__init__()
         c = config
-        self.res = nn.ModuleList(ResBlock(i, channels, c.embedding_dim, c.groups, c.dropout) for i in channels_in)
+        self.res = nn.ModuleList(TimeResBlock(i, channels, c.embedding_dim, c.groups, c.dropout) for i in channels_in)
         self.attn = nn.ModuleList(AttentionBlock(channels, c.heads, c.groups) if attention else nn.Identity()
                                   for _ in channels_in)
 
@@ -252,9 +252,9 @@ class UNet(nn.Module):
     """The noise predictor ``eps_theta(x_t, t)`` of DDPM (Ho et al. 2020, appendix B), small enough for MNIST.
 
     Down: ``conv_in``, then for each level ``blocks`` residual blocks (with attention where configured), a
-    :class:`Downsample` between levels. Middle: residual, attention, residual. Up: the levels in reverse,
+    :class:`Downsample2d` between levels. Middle: residual, attention, residual. Up: the levels in reverse,
     each block concatenating the matching down block's output (the skip connection) before its residual
-    block, an :class:`Upsample` between levels. Out: GroupNorm, SiLU, ``conv_out`` back to C channels.
+    block, an :class:`Upsample2d` between levels. Out: GroupNorm, SiLU, ``conv_out`` back to C channels.
 
     Args:
         config: a :class:`UNetConfig`.
@@ -276,11 +276,11 @@ class UNet(nn.Module):
             skips += [w] * c.blocks
             ch = w
             if i < len(widths) - 1:
-                self.downsample.append(Downsample(w))
+                self.downsample.append(Downsample2d(w))
                 skips.append(w)
-        self.mid1 = ResBlock(ch, ch, E, c.groups, c.dropout)
+        self.mid1 = TimeResBlock(ch, ch, E, c.groups, c.dropout)
         self.mid_attn = AttentionBlock(ch, c.heads, c.groups)
-        self.mid2 = ResBlock(ch, ch, E, c.groups, c.dropout)
+        self.mid2 = TimeResBlock(ch, ch, E, c.groups, c.dropout)
         # up: one block more per level than on the way down, so every skip (also the downsampled ones) is read
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, w in reversed(list(enumerate(widths))):
@@ -290,7 +290,7 @@ class UNet(nn.Module):
                 ch = w
             self.up.append(_Level(ins, w, c, i in c.attention_levels))
             if i > 0:
-                self.upsample.append(Upsample(w))
+                self.upsample.append(Upsample2d(w))
         self.norm_out = nn.GroupNorm(c.groups, ch)
         self.conv_out = nn.Conv2d(ch, c.image_channels, 3, padding=1)
 

@@ -528,11 +528,11 @@ def test_denoising_loss_of_the_exact_model_is_the_posterior_variance(t):
     ab = schedule("linear")
     x0 = gaussian_data(N)
     tt = torch.full((N,), t)
-    loss = d.denoising_loss(exact_eps(M, S, ab), x0, ab, t=tt, generator=torch.Generator().manual_seed(1))
+    loss = d.diffusion_loss(exact_eps(M, S, ab), x0, ab, t=tt, generator=torch.Generator().manual_seed(1))
     a = ab[t]
     floor = (a * S**2 / (a * S**2 + 1 - a)).mean().item()
     assert loss.item() == pytest.approx(floor, rel=0.03)
-    worse = d.denoising_loss(lambda x, t: 1.1 * exact_eps(M, S, ab)(x, t), x0, ab, t=tt,
+    worse = d.diffusion_loss(lambda x, t: 1.1 * exact_eps(M, S, ab)(x, t), x0, ab, t=tt,
                              generator=torch.Generator().manual_seed(1))
     assert worse.item() > loss.item()
 
@@ -553,11 +553,11 @@ def test_denoising_loss_targets_agree_with_the_conversions():
         return model
 
     for kind, target in (("eps", eps), ("x0", x0), ("v", d.v_target(x0, eps, t, ab))):
-        loss = d.denoising_loss(record(kind), x0, ab, prediction=kind, t=t, noise=eps)
+        loss = d.diffusion_loss(record(kind), x0, ab, prediction=kind, t=t, noise=eps)
         assert loss.item() == pytest.approx(target.square().mean().item(), rel=1e-12)
         assert torch.equal(seen[kind], t)
     with pytest.raises(ValueError, match="prediction must be one of"):
-        d.denoising_loss(record("eps"), x0, ab, prediction="score")
+        d.diffusion_loss(record("eps"), x0, ab, prediction="score")
 
 
 def test_denoising_loss_draws_with_its_generator_and_trains():
@@ -565,8 +565,8 @@ def test_denoising_loss_draws_with_its_generator_and_trains():
     w = torch.zeros(2, dtype=F64, requires_grad=True)
     model = lambda x, t: x * w  # noqa: E731
     x0 = gaussian_data(64)
-    a = d.denoising_loss(model, x0, ab, generator=torch.Generator().manual_seed(5))
-    b = d.denoising_loss(model, x0, ab, generator=torch.Generator().manual_seed(5))
+    a = d.diffusion_loss(model, x0, ab, generator=torch.Generator().manual_seed(5))
+    b = d.diffusion_loss(model, x0, ab, generator=torch.Generator().manual_seed(5))
     assert a.item() == b.item()
     a.backward()
     assert w.grad is not None and w.grad.abs().sum() > 0

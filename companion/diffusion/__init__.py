@@ -14,7 +14,7 @@ networks that predict the noise live in the chapters' modules. Read in this orde
   :func:`sample_dpmpp_2m` for noise-prediction models; :func:`sample_flow_euler`, :func:`sample_flow_heun`,
   :func:`sample_flow_midpoint` with :func:`flow_timesteps` for flow-matching velocity models;
   :func:`to_eps_model` for a model that predicts x0 or v.
-* ``diffusion.training``: the losses over a model callable, :func:`denoising_loss` (ε, x0 or v targets)
+* ``diffusion.training``: the losses over a model callable, :func:`diffusion_loss` (ε, x0 or v targets)
   and :func:`flow_matching_loss`.
 * ``diffusion.guidance``: :func:`classifier_free_guidance`.
 * ``diffusion.exact``: :func:`gaussian_eps_model` and :func:`gaussian_velocity_model`, the exact models for
@@ -64,7 +64,7 @@ from .schedules import (
     v_to_x0,
     x0_to_eps,
 )
-from .training import denoising_loss, flow_matching_loss
+from .training import diffusion_loss, flow_matching_loss
 
 __all__ = [
     "PREDICTIONS",
@@ -76,7 +76,7 @@ __all__ = [
     "classifier_free_guidance",
     "ddim_step",
     "ddpm_posterior",
-    "denoising_loss",
+    "diffusion_loss",
     "eps_to_v",
     "eps_to_x0",
     "flow_matching_loss",

@@ -20,7 +20,7 @@ from torch import Tensor
 from .._checks import _shape
 from .schedules import _check_like, _check_table, _check_x, _timesteps_tensor, q_sample, v_target
 
-__all__ = ["denoising_loss", "flow_matching_loss"]
+__all__ = ["diffusion_loss", "flow_matching_loss"]
 
 TARGETS = ("eps", "x0", "v")
 
@@ -32,7 +32,7 @@ def _mse(fn: str, out: object, target: Tensor) -> Tensor:
     return (out - target).square().mean()
 
 
-def denoising_loss(model: Callable[..., Tensor], x0: Tensor, alpha_bar: Tensor, *, prediction: str = "eps",
+def diffusion_loss(model: Callable[..., Tensor], x0: Tensor, alpha_bar: Tensor, *, prediction: str = "eps",
                    cond: dict[str, Any] | None = None, t: Tensor | None = None, noise: Tensor | None = None,
                    generator: torch.Generator | None = None) -> Tensor:
     """DDPM's simple loss ``E_{t, eps} || target - model(x_t, t) ||^2`` (Ho et al. 2020, eq. 14, Algorithm 1).
@@ -58,7 +58,7 @@ def denoising_loss(model: Callable[..., Tensor], x0: Tensor, alpha_bar: Tensor, 
 
     Introduced in chapter 18.
     """
-    fn = "denoising_loss"
+    fn = "diffusion_loss"
     if prediction not in TARGETS:
         raise ValueError(f"{fn}: prediction must be one of {', '.join(map(repr, TARGETS))}, got {prediction!r}")
     x0 = _check_x(fn, x0, "x0")
