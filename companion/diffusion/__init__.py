@@ -46,7 +46,7 @@ from .sampling import (
     to_eps_model,
 )
 from .schedules import (
-    SCHEDULES,
+    NOISE_SCHEDULES,
     SPACINGS,
     alpha_bar,
     alpha_bar_from_snr,
@@ -67,8 +67,8 @@ from .schedules import (
 from .training import diffusion_loss, flow_matching_loss
 
 __all__ = [
+    "NOISE_SCHEDULES",
     "PREDICTIONS",
-    "SCHEDULES",
     "SPACINGS",
     "alpha_bar",
     "alpha_bar_from_snr",

@@ -31,7 +31,7 @@ from torch import Tensor
 from .._checks import _positive_int, _shape
 
 __all__ = [
-    "SCHEDULES",
+    "NOISE_SCHEDULES",
     "SPACINGS",
     "alpha_bar",
     "alpha_bar_from_snr",
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: the names :func:`betas` accepts
-SCHEDULES = ("linear", "cosine")
+NOISE_SCHEDULES = ("linear", "cosine")
 #: the names :func:`spaced_timesteps` accepts
 SPACINGS = ("leading", "trailing", "linspace")
 
@@ -168,7 +168,7 @@ def betas(T: int, schedule: str = "linear", dtype: torch.dtype = torch.float64) 
         f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2  # f(t) for t = 0 .. T
         b = (1 - f[1:] / f[:-1]).clamp(max=0.999)
     else:
-        raise ValueError(f"betas: schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
+        raise ValueError(f"betas: schedule must be one of {', '.join(map(repr, NOISE_SCHEDULES))}, got {schedule!r}")
     return b.to(dtype)
 
 
