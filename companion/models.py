@@ -14,6 +14,7 @@ from .gan import DCGANConfig, Discriminator, Generator, ToyDiscriminator, ToyGAN
 from .layers import BatchNorm2d, FeedForward, MultiHeadAttention, TransformerBlock
 from .mlp import MLP, SoftmaxRegression
 from .resnet import BasicBlock, Bottleneck, ResNet, ResNetConfig
+from .unet import UNet, UNetConfig
 from .vae import VAE, VAEConfig
 from .vae_variants import CVAE, BetaSweep, BetaVAE, CondVAEConfig
 from .vgg import VGG, VGGConfig
@@ -63,6 +64,8 @@ WHERE: dict[str, tuple[str, str]] = {
     "DCGANConfig": ("companion.gan", "14"),
     "Generator": ("companion.gan", "14"),
     "Discriminator": ("companion.gan", "14"),
+    "UNet": ("companion.unet", "18"),
+    "UNetConfig": ("companion.unet", "18"),
 }
 
 #: names exported here under another name than the defining module's
@@ -101,6 +104,8 @@ __all__ = [
     "ToyGANConfig",
     "ToyGenerator",
     "TransformerBlock",
+    "UNet",
+    "UNetConfig",
     "VAE",
     "VAEConfig",
     "VGG",

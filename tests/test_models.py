@@ -22,6 +22,7 @@ PARTS = {
     "companion.vae": {"Encoder", "Decoder"},
     "companion.vae_variants": {"CondEncoder", "CondDecoder", "CondConvEncoder", "CondConvDecoder"},
     "companion.vqvae": {"ResBlock", "CausalBlock"},
+    "companion.unet": {"TimeResBlock", "AttentionBlock", "Downsample2d", "Upsample2d"},
 }
 MODULES = sorted({m for m, _ in models.WHERE.values()})
 
