@@ -169,7 +169,11 @@ def execute_all(profile: str, jobs: int, names: list[str] | None = None) -> None
     if not paths:
         raise SystemExit(f"no chapters match {names}")
     since = time.time()
-    print(f"executing {len(paths)} chapter(s) at profile={profile} with {jobs} job(s) …", flush=True)
+    # Kernels run side by side: give each its share of the cores (two 2-thread kernels on 2 cores thrash).
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
+    print(f"executing {len(paths)} chapter(s) at profile={profile} with {jobs} job(s), "
+          f"{os.environ['OMP_NUM_THREADS']} thread(s) each …", flush=True)
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
         try:
             for p, s in zip(paths, pool.map(execute_chapter, paths, [profile] * len(paths))):
