@@ -12,7 +12,11 @@ A further section holds the Part II training terms: the reconstruction losses :f
 :func:`mse_per_image` (chapter 09), the single-sample :func:`bernoulli_elbo` (chapter 10), and the VQ-VAE's
 :func:`codebook_loss` and :func:`commitment_loss` (chapter 12). The last section holds the adversarial losses of
 chapter 14 over the discriminator's logits: :func:`discriminator_loss`, :func:`generator_loss_minimax` and
-:func:`generator_loss_non_saturating` (:data:`GENERATOR_LOSSES` names them for ``companion.train.train_gan``). Loss functions over a *model*
+:func:`generator_loss_non_saturating` (:data:`GENERATOR_LOSSES` names them for ``companion.train.train_gan``), and
+chapter 15's alternatives: the least-squares losses (:func:`lsgan_discriminator_loss`, :func:`lsgan_generator_loss`),
+the Wasserstein critic and generator losses (:func:`wasserstein_critic_loss`, :func:`wasserstein_generator_loss`) and
+the two gradient penalties, :func:`gradient_penalty` (WGAN-GP) and :func:`r1_penalty` (these two take the critic as a
+callable: a penalty on its input gradient needs the function, not only its outputs). Loss functions over a *model*
 (``(model, batch) -> loss``) stay with their model in the chapter's module and build on these.
 
 Conventions: a diagonal Gaussian is given by its mean ``mu`` and log-variance ``logvar`` (``sigma**2 =
@@ -48,6 +52,13 @@ __all__ = [
     "commitment_loss",
     # adversarial losses (chapter 14)
     "GENERATOR_LOSSES",
+    "DISCRIMINATOR_LOSSES",
+    "lsgan_discriminator_loss",
+    "lsgan_generator_loss",
+    "wasserstein_critic_loss",
+    "wasserstein_generator_loss",
+    "gradient_penalty",
+    "r1_penalty",
     "discriminator_loss",
     "generator_loss_minimax",
     "generator_loss_non_saturating",
@@ -409,3 +420,97 @@ def generator_loss_non_saturating(fake_logits: Tensor) -> Tensor:
 
 #: The generator losses by name, as ``companion.train.train_gan``'s ``loss=`` argument reads them.
 GENERATOR_LOSSES = {"non_saturating": generator_loss_non_saturating, "minimax": generator_loss_minimax}
+
+
+# ----------------------------------------------------------------------------------------------
+# Stabilised adversarial losses and gradient penalties (chapter 15)
+# ----------------------------------------------------------------------------------------------
+#
+# Here the discriminator's raw output is a score, not necessarily a logit: LSGAN regresses it onto targets
+# (0 for fake, 1 for real), the Wasserstein critic uses it as the potential of the Kantorovich-Rubinstein dual.
+
+
+def lsgan_discriminator_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    r"""LSGAN's discriminator loss (Mao et al. 2017, eq. 2 with ``a = 0``, ``b = c = 1``), a scalar:
+    :math:`\tfrac12 \mathbb E_x[(D(x) - 1)^2] + \tfrac12 \mathbb E_z[D(G(z))^2]`.
+
+    A least-squares regression of the raw score onto 1 for real and 0 for fake; no sigmoid. Introduced in chapter 15.
+    """
+    _logits("lsgan_discriminator_loss", real_scores=real_scores, fake_scores=fake_scores)
+    return 0.5 * (real_scores - 1).pow(2).mean() + 0.5 * fake_scores.pow(2).mean()
+
+
+def lsgan_generator_loss(fake_scores: Tensor) -> Tensor:
+    r"""LSGAN's generator loss, :math:`\tfrac12 \mathbb E_z[(D(G(z)) - 1)^2]` (Mao et al. 2017, eq. 2, ``c = 1``).
+
+    Its gradient with respect to the score is ``D(G(z)) - 1``: it does not vanish for fakes the discriminator
+    classifies correctly but that still lie far from the decision boundary. Introduced in chapter 15.
+    """
+    _logits("lsgan_generator_loss", fake_scores=fake_scores)
+    return 0.5 * (fake_scores - 1).pow(2).mean()
+
+
+def wasserstein_critic_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    r"""The WGAN critic's loss, :math:`\mathbb E_z[f(G(z))] - \mathbb E_x[f(x)]` (Arjovsky et al. 2017, Algorithm 1).
+
+    Minimising it maximises the Kantorovich-Rubinstein dual :math:`\mathbb E_x f - \mathbb E_{G} f`, which equals the
+    Wasserstein-1 distance when ``f`` ranges over 1-Lipschitz functions; the Lipschitz constraint comes from weight
+    clipping (``train_gan(clip=...)``) or a penalty (:func:`gradient_penalty`). Its negative is the critic's estimate
+    of :math:`W_1`. Introduced in chapter 15.
+    """
+    _logits("wasserstein_critic_loss", real_scores=real_scores, fake_scores=fake_scores)
+    return fake_scores.mean() - real_scores.mean()
+
+
+def wasserstein_generator_loss(fake_scores: Tensor) -> Tensor:
+    r"""The WGAN generator's loss, :math:`-\mathbb E_z[f(G(z))]`: push the critic's score of the fakes up.
+    Introduced in chapter 15."""
+    _logits("wasserstein_generator_loss", fake_scores=fake_scores)
+    return -fake_scores.mean()
+
+
+def _input_gradient(critic, x: Tensor) -> Tensor:
+    """``d critic(x).sum() / dx`` with the graph kept (the penalty is differentiated again), ``[B, ...]``."""
+    scores = critic(x)
+    (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+    return grad
+
+
+def gradient_penalty(critic, real: Tensor, fake: Tensor, generator: torch.Generator | None = None,
+                     target: float = 1.0) -> Tensor:
+    r"""WGAN-GP's penalty (Gulrajani et al. 2017, Algorithm 1), a scalar:
+    :math:`\mathbb E_{\hat x}[(\lVert \nabla_{\hat x} f(\hat x) \rVert_2 - 1)^2]` on random interpolates
+    :math:`\hat x = \epsilon x + (1 - \epsilon)\tilde x`, :math:`\epsilon \sim U[0, 1]` per example.
+
+    The optimal critic has gradient norm 1 almost everywhere on the straight lines between real and generated
+    points (Gulrajani et al. 2017, Proposition 1), so the penalty is taken there -- not on real samples only.
+    ``critic``: ``[B, ...] -> [B]``; ``real``, ``fake``: the same shape ``[B, ...]`` (``fake`` detached or not:
+    only the interpolates are differentiated); ``generator`` draws ``epsilon`` on the CPU. Multiply by
+    :math:`\lambda` (10 in the paper). Introduced in chapter 15.
+    """
+    if real.shape != fake.shape:
+        raise ValueError(f"gradient_penalty: real {list(real.shape)} and fake {list(fake.shape)} differ in shape")
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=generator, dtype=real.dtype)
+    eps = eps.to(real.device)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)  # [B, ...] on the lines
+    grad = _input_gradient(critic, x_hat).flatten(1)  # [B, D]
+    norm = torch.sqrt(grad.pow(2).sum(1) + 1e-12)  # the epsilon keeps the gradient finite at norm 0
+    return (norm - target).pow(2).mean()
+
+
+def r1_penalty(critic, real: Tensor) -> Tensor:
+    r"""The R1 penalty (Mescheder et al. 2018, eq. 9), a scalar :math:`\mathbb E_x[\lVert \nabla_x D(x) \rVert_2^2]`
+    on **real** data only; the paper's regulariser is :math:`\tfrac{\gamma}{2}` times it.
+
+    It pushes the discriminator to be flat on the data manifold, which makes the game locally convergent at the
+    equilibrium (where ``D`` is constant and needs no gradient). ``critic``: ``[B, ...] -> [B]`` (a logit);
+    ``real``: ``[B, ...]``. Introduced in chapter 15.
+    """
+    x = real.detach().requires_grad_(True)
+    return _input_gradient(critic, x).flatten(1).pow(2).sum(1).mean()
+
+
+GENERATOR_LOSSES.update({"lsgan": lsgan_generator_loss, "wasserstein": wasserstein_generator_loss})
+#: The discriminator (critic) losses by name; ``companion.train.train_gan`` pairs each generator loss with one.
+DISCRIMINATOR_LOSSES = {"non_saturating": discriminator_loss, "minimax": discriminator_loss,
+                        "lsgan": lsgan_discriminator_loss, "wasserstein": wasserstein_critic_loss}

@@ -24,7 +24,8 @@ FLOORS: dict[str, int] = {
     **dict.fromkeys(["profile", "_checks", "batching", "download", "checkpoints", "ops", "losses", "images", "augment", "init", "optim",
                      "estimators", "diffusion"], 1),
     **dict.fromkeys(["data", "toys", "layers", "train"], 2),
-    **dict.fromkeys(["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan", "unet", "metrics"], 3),
+    **dict.fromkeys(["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan",
+                     "stable_gan", "unet", "metrics"], 3),
     "recipes": 4,
     **dict.fromkeys(["hub", "models"], 5),
     "generation": 6,
@@ -35,7 +36,7 @@ PACKAGE_LAZY = {"companion.generation"}
 LEAVES = {"plot", "widgets", "conv_viz", "exercises", "book"}
 #: floor-3 chapter modules in chapter order
 CHAPTERS = ["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan",
-            "unet"]
+            "stable_gan", "unet"]
 #: floor-2 modules a model module must not import (``layers`` is allowed)
 NOT_FOR_MODELS = {"data", "toys", "train"}
 

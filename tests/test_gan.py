@@ -31,7 +31,7 @@ def test_losses_equal_binary_cross_entropy_and_closed_forms():
     assert math.isclose(losses.discriminator_loss(zero, zero).item(), 2 * math.log(2), rel_tol=1e-6)
     assert math.isclose(losses.generator_loss_minimax(zero).item(), -math.log(2), rel_tol=1e-6)
     assert math.isclose(losses.generator_loss_non_saturating(zero).item(), math.log(2), rel_tol=1e-6)
-    assert set(losses.GENERATOR_LOSSES) == {"non_saturating", "minimax"}
+    assert {"non_saturating", "minimax"} <= set(losses.GENERATOR_LOSSES)
 
 
 def test_generator_loss_gradients_with_respect_to_the_logit():
@@ -235,6 +235,6 @@ def test_train_gan_takes_k_discriminator_steps_and_either_loss():
     _, _, ref = _toy_run()
     assert h.series("g_loss") == ref.series("g_loss"), "a function equal to the named loss trains the same"
     with pytest.raises(ValueError, match="loss must be one of"):
-        _toy_run(loss="wasserstein")
+        _toy_run(loss="hinge")
     with pytest.raises(ValueError, match="d_steps"):
         _toy_run(d_steps=0)

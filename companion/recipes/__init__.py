@@ -5,7 +5,7 @@ into) and ``train(profile: Profile) -> (model, info)`` trains it at a :class:`co
 name sets the sizes, its device and seed the run) and returns the card fields ``description``, ``data``,
 ``steps`` and ``metrics``. ``companion.hub`` saves the result with a card and loads it back. The code lives in
 :mod:`companion.recipes.classifiers`, :mod:`companion.recipes.vaes`, :mod:`companion.recipes.vqvae` and
-:mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans`.
+:mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``).
 Introduced in chapter 02.
 """
 
@@ -68,4 +68,6 @@ RECIPES: dict[str, Recipe] = {
                                 needs=("vqvae_mnist",)),
     "mnist_features": Recipe(evaluation.build_mnist_features, evaluation.train_mnist_features, "13", "classifier"),
     "dcgan_mnist": Recipe(gans.build_dcgan_mnist, gans.train_dcgan_mnist, "14", "gan", needs=("lenet_mnist",)),
+    "wgangp_mnist": Recipe(gans.build_wgangp_mnist, gans.train_wgangp_mnist, "15", "gan",
+                           needs=("lenet_mnist", "mnist_features")),
 }

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..batching import as_images
-from ..losses import GENERATOR_LOSSES, discriminator_loss
+from ..losses import DISCRIMINATOR_LOSSES, GENERATOR_LOSSES, discriminator_loss, gradient_penalty, r1_penalty
 from ..profile import seed_everything
 from .loop import DivergenceError, History
 from .wrappers import TensorBatches
@@ -45,6 +45,9 @@ def train_gan(
     progress: bool = True,
     desc: str = "GAN",
     log_every: int = 10,
+    penalty: str | Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
+    penalty_weight: float = 10.0,
+    clip: float | None = None,
 ) -> History:
     """Train a GAN for ``steps`` generator updates, each after ``d_steps`` discriminator updates (Goodfellow et
     al. 2014, Algorithm 1); returns the :class:`History`.
@@ -56,6 +59,17 @@ def train_gan(
     2. a fresh batch of ``z``; minimise the generator loss ``loss(D(G(z)))`` over G's weights: ``"non_saturating"``
        (``-log D(G(z))``), ``"minimax"`` (``log(1 - D(G(z)))``, the saturating loss; see
        :data:`companion.losses.GENERATOR_LOSSES`) or any function of the fake logits.
+
+    Chapter 15's options (the defaults leave chapter 14's loop unchanged):
+
+    * ``loss="lsgan"`` or ``"wasserstein"`` also picks the matching discriminator loss
+      (:data:`companion.losses.DISCRIMINATOR_LOSSES`) unless ``d_loss`` is given;
+    * ``penalty``: ``"gp"`` adds ``penalty_weight`` times :func:`companion.losses.gradient_penalty` (random
+      interpolates of the real and fake batch, WGAN-GP), ``"r1"`` adds ``penalty_weight / 2`` times
+      :func:`companion.losses.r1_penalty` (real data, Mescheder et al. 2018), or a function
+      ``penalty(D, real, fake) -> scalar`` is added times ``penalty_weight``;
+    * ``clip``: after every discriminator update clamp each of its parameters to ``[-clip, clip]`` (the original
+      WGAN's weight clipping, Arjovsky et al. 2017, Algorithm 1).
 
     Both players use Adam with ``betas`` (the DCGAN choice ``(0.5, 0.999)``), learning rate ``lr`` (``d_lr`` for
     D when given). The models are duck-typed: ``generator(z [B, latent_dim]) -> x``, ``discriminator(x) ->
@@ -70,7 +84,9 @@ def train_gan(
             snapshots of samples; the generator is in training mode.
         log_every: record a train row every this many steps (and at step 1): ``d_loss``, ``g_loss`` and the
             discriminator's mean outputs ``d_real = D(x)`` and ``d_fake = D(G(z))`` (probabilities) on the last
-            discriminator batch. The last row holds ``step`` and ``wall_s``.
+            discriminator batch, the raw means ``score_real`` and ``score_fake`` (a critic's scores; with the
+            Wasserstein loss ``score_real - score_fake`` estimates W1) and ``penalty`` (0 without one). The last
+            row holds ``step`` and ``wall_s``.
     Raises:
         DivergenceError: a loss became NaN or infinite (its ``.history`` keeps the log).
     Introduced in chapter 14.
@@ -86,7 +102,18 @@ def train_gan(
         g_loss_fn = loss
     else:
         raise TypeError(f"loss must be a name or a function of the fake logits, got {type(loss).__name__}")
-    d_loss_fn = d_loss or discriminator_loss
+    if d_loss is None:
+        d_loss_fn = DISCRIMINATOR_LOSSES.get(loss, discriminator_loss) if isinstance(loss, str) else discriminator_loss
+    elif isinstance(d_loss, str):
+        if d_loss not in DISCRIMINATOR_LOSSES:
+            raise ValueError(f"d_loss must be one of {sorted(DISCRIMINATOR_LOSSES)} or a function, got {d_loss!r}")
+        d_loss_fn = DISCRIMINATOR_LOSSES[d_loss]
+    else:
+        d_loss_fn = d_loss
+    if penalty is not None and not callable(penalty) and penalty not in ("gp", "r1"):
+        raise ValueError(f"penalty must be 'gp', 'r1', a function or None, got {penalty!r}")
+    if clip is not None and clip <= 0:
+        raise ValueError(f"clip must be > 0, got {clip}")
     if latent_dim is None:
         latent_dim = getattr(generator, "latent_dim", None)
         if latent_dim is None:
@@ -115,12 +142,26 @@ def train_gan(
     for step in range(1, steps + 1):
         # 1. the discriminator: d_steps updates on fresh real and fake batches (the fakes are constants for D)
         for _ in range(d_steps):
-            real_logits = discriminator(next(reals))
-            fake_logits = discriminator(generator(noise()).detach())
+            real_x = next(reals)
+            fake_x = generator(noise()).detach()
+            real_logits = discriminator(real_x)
+            fake_logits = discriminator(fake_x)
             loss_d = d_loss_fn(real_logits, fake_logits)
+            pen = None
+            if penalty == "gp":
+                pen = penalty_weight * gradient_penalty(discriminator, real_x, fake_x, generator=g)
+            elif penalty == "r1":
+                pen = penalty_weight / 2 * r1_penalty(discriminator, real_x)
+            elif penalty is not None:
+                pen = penalty_weight * penalty(discriminator, real_x, fake_x)
+            total_d = loss_d if pen is None else loss_d + pen
             opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
+            total_d.backward()
             opt_d.step()
+            if clip is not None:
+                with torch.no_grad():
+                    for p in discriminator.parameters():
+                        p.clamp_(-clip, clip)
         # 2. the generator: one update through the (now fixed) discriminator
         loss_g = g_loss_fn(discriminator(generator(noise())))
         opt_g.zero_grad(set_to_none=True)
@@ -136,7 +177,9 @@ def train_gan(
             with torch.no_grad():
                 row = {"step": step, "d_loss": loss_d.item(), "g_loss": loss_g.item(),
                        "d_real": torch.sigmoid(real_logits).mean().item(),
-                       "d_fake": torch.sigmoid(fake_logits).mean().item()}
+                       "d_fake": torch.sigmoid(fake_logits).mean().item(),
+                       "score_real": real_logits.mean().item(), "score_fake": fake_logits.mean().item(),
+                       "penalty": 0.0 if pen is None else pen.item()}
             history.train.append(row)
             bar.set_postfix(D=f"{row['d_loss']:.3f}", G=f"{row['g_loss']:.3f}", Dx=f"{row['d_real']:.2f}",
                             DGz=f"{row['d_fake']:.2f}")
