@@ -11,7 +11,8 @@ Read top to bottom:
   :class:`~companion.layers.TransformerBlock`; the position information is learned (a parameter in
   :class:`ViT`), fixed sinusoidal or rotary;
 * the classifier :class:`ViT` (CLS token or mean pooling) and its cost, :func:`vit_flops`;
-* looking inside: :func:`attention_rollout` (Abnar & Zuidema 2020) and :func:`attention_maps`;
+* looking inside: :func:`attention_rollout` (Abnar & Zuidema 2020), :func:`attention_maps` and
+  :func:`patch_tokens` (the patch tokens after some blocks, for a probe);
 * the chapter's experiments: :class:`SmallCNN` (the baseline with a convolutional bias),
   trained with ``companion.train.train_classifier`` (random shifts from ``companion.augment``);
 
@@ -39,6 +40,7 @@ __all__ = [
     "ViTConfig",
     "attention_maps",
     "attention_rollout",
+    "patch_tokens",
     "patchify",
     "unpatchify",
     "vit_flops",
@@ -347,6 +349,31 @@ def attention_maps(model: ViT, images: Tensor, layer: int | None = None) -> Tens
     g = model.config.grid
     rows = rows / rows.amax(dim=-1, keepdim=True)
     return rows.reshape(-1, g, g)
+
+
+@torch.no_grad()
+def patch_tokens(model: ViT, images: Tensor, depth: int | None = None, batch_size: int = 256) -> Tensor:
+    """The patch tokens of a frozen :class:`ViT` after its first ``depth`` blocks, CLS token dropped.
+
+    ``depth=0`` gives the embedded patches plus positions (what the first block reads), ``None`` the tokens
+    after every block (before the final LayerNorm). Token ``n`` belongs to patch ``n`` of :func:`patchify`, so a
+    probe can be trained to read a patch's pixels back from its token.
+
+    Shapes: ``[B, C, H, W] -> [B, N, D]``, computed ``batch_size`` images at a time. Introduced in chapter 08.
+    """
+    depth = len(model.blocks) if depth is None else int(depth)
+    if not 0 <= depth <= len(model.blocks):
+        raise ValueError(f"depth must be in [0, {len(model.blocks)}], got {depth}")
+    was_training = model.training
+    model.eval()
+    out = []
+    for chunk in images.split(batch_size):
+        z = model.tokens(chunk)  # [b, T, D]
+        for block in model.blocks[:depth]:
+            z = block(z, rope_angles=model.rope_angles, n_prefix=model.n_prefix)
+        out.append(z[:, model.n_prefix:])  # [b, N, D]
+    model.train(was_training)
+    return torch.cat(out)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -165,6 +165,24 @@ def test_attention_maps_shape_and_scale(pool):
     assert vit.attention_maps(model, torch.rand(3, 1, 28, 28), layer=1).shape == (3, 7, 7)
 
 
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_patch_tokens_depth_zero_is_the_embedding_and_full_depth_the_last_block(pool):
+    torch.manual_seed(0)
+    model = vit.ViT(vit.ViTConfig.tiny(pool=pool, patch_size=4))
+    x = torch.rand(5, 1, 28, 28)
+    p = model.n_prefix
+    torch.testing.assert_close(vit.patch_tokens(model, x, depth=0), model.tokens(x)[:, p:])
+    z = model.tokens(x)
+    for block in model.blocks:
+        z = block(z, rope_angles=model.rope_angles, n_prefix=p)
+    out = vit.patch_tokens(model, x, batch_size=2)  # chunked: same numbers as one batch
+    assert out.shape == (5, 49, 32)
+    torch.testing.assert_close(out, z[:, p:].detach())
+    assert model.training  # left as it was found
+    with pytest.raises(ValueError, match="depth must be in"):
+        vit.patch_tokens(model, x, depth=3)
+
+
 # ----------------------------------------------------------------------------- experiments and training
 
 
