@@ -2,7 +2,7 @@
 
 ``generate(model, n)`` returns ``n`` float images ``[n, C, H, W]`` in ``[0, 1]`` on the CPU, whatever the model
 is — a VAE or a conditional VAE (chapters 10–11), the VQ-VAE with its code prior (12), a GAN generator (14, 15),
-and the later families as they register — given as a module or as a shipped checkpoint's name. It batches,
+a DDPM (18: ``sampler="ancestral"`` or ``"ddim"``, ``steps=`` timesteps, default all ``T``), and the later families as they register — given as a module or as a shipped checkpoint's name. It batches,
 seeds (the same ``seed`` gives the same images), shows a progress bar for long runs, and refuses an option the
 model cannot take with an error that names what it does accept.
 
@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from . import hub
+from .ddpm import DDPM
 from .gan import Generator
 from .recipes import RECIPES
 from .vae import VAE
@@ -116,6 +117,20 @@ def _draw_vq(model: VQSampler, n: int, labels, g, options) -> Tensor:
     return model.vqvae.decode_indices(codes)
 
 
+def _ddpm_latents(model: DDPM, n: int, g: torch.Generator) -> Tensor:
+    u = model.config.unet
+    return torch.randn(n, u.image_channels, u.image_size, u.image_size, generator=g)
+
+
+def _draw_ddpm(model: DDPM, n: int, labels, g, options) -> Tensor:
+    # the starting noise comes from the latents; the ancestral sampler's fresh noise from g (on the CPU)
+    dev = _device(model)
+    gen = g if dev.type == "cpu" else torch.Generator(dev).manual_seed(int(torch.randint(2**31, (1,), generator=g)))
+    return model.sample(options["latents"].to(dev), options["sampler"], steps=options.get("steps"), generator=gen)
+
+
+register(DDPM, Family("DDPM", _draw_ddpm, accepts=frozenset({"sampler", "steps"}), latents=_ddpm_latents,
+                      defaults={"sampler": "ancestral"}))
 register(Generator, Family("GAN generator", _draw_gan, latents=_gan_latents))
 register(VQSampler, Family("VQ-VAE with a code prior", _draw_vq))
 register(BetaVAE, Family("β-VAE", _draw_betavae, latents=_vae_latents))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .autoencoder import AEConfig, ConvAutoencoder, LinearAutoencoder
 from .cnn import LeNet, LeNetConfig, ShallowCNN, ShallowCNNConfig
+from .ddpm import DDPM, DDPMConfig
 from .evaluation import FeatureNet
 from .gan import DCGANConfig, Discriminator, Generator, ToyDiscriminator, ToyGANConfig, ToyGenerator
 from .layers import BatchNorm2d, FeedForward, MultiHeadAttention, TransformerBlock
@@ -66,6 +67,8 @@ WHERE: dict[str, tuple[str, str]] = {
     "Discriminator": ("companion.gan", "14"),
     "UNet": ("companion.unet", "18"),
     "UNetConfig": ("companion.unet", "18"),
+    "DDPM": ("companion.ddpm", "18"),
+    "DDPMConfig": ("companion.ddpm", "18"),
 }
 
 #: names exported here under another name than the defining module's
@@ -83,6 +86,8 @@ __all__ = [
     "CondVAEConfig",
     "ConvAutoencoder",
     "DCGANConfig",
+    "DDPM",
+    "DDPMConfig",
     "Discriminator",
     "FeatureNet",
     "FeedForward",

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from . import checkpoints, data, evaluation, hub
+from .ddpm import DDPM
 from .generation import VQSampler, family_of, generate, load_generative
 from .recipes import RECIPES
 from .vae_variants import BetaSweep
@@ -28,7 +29,7 @@ from .vae_variants import BetaSweep
 __all__ = ["GENERATIVE_FAMILIES", "generative_checkpoints", "nfe", "score", "scoreboard_page", "main"]
 
 #: Recipe families whose checkpoints generate images.
-GENERATIVE_FAMILIES = ("vae", "prior", "gan")
+GENERATIVE_FAMILIES = ("vae", "prior", "gan", "diffusion")
 #: Conditional checkpoints' labels: classes 0-9 in turn.
 CLASSES = 10
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,8 +41,13 @@ def generative_checkpoints() -> list[str]:
                   key=lambda n: (RECIPES[n].chapter, n))
 
 
-def nfe(model: torch.nn.Module) -> int:
-    """Network function evaluations per generated image: forward passes of a network the sampler makes."""
+def nfe(model: torch.nn.Module, steps: int | None = None) -> int:
+    """Network function evaluations per generated image: forward passes of a network the sampler makes.
+
+    A DDPM makes one per visited timestep: ``steps``, or all ``T`` (what :func:`generate` visits by default).
+    """
+    if isinstance(model, DDPM):
+        return int(steps) if steps is not None else model.config.T
     if isinstance(model, VQSampler):
         return model.prior.config.seq_len + 1  # one prior pass per code, one decoder pass
     return 1
@@ -59,12 +65,17 @@ def score(name: str, reference: torch.Tensor, floor_fld: float, n: int = evaluat
         model, note = model[model.betas[0]], f"the β = {model.betas[0]:g} model of the sweep; "
     fam = family_of(model)
     labels = torch.arange(n) % CLASSES if fam.classes is not None else None
-    start = time.perf_counter()
-    x = generate(model, n, labels=labels, seed=seed, progress=False)
-    seconds = time.perf_counter() - start
     card = hub.card(name)
-    row: dict[str, Any] = {"name": name, "chapter": RECIPES[name].chapter, "family": fam.name, "images": x,
-                           "nfe": nfe(model), "ms_per_image": 1000 * seconds / n, "parameters": _parameters(model),
+    # an iterative model is sampled as its card was measured (sampler and number of steps), and the row says so
+    kw = {k: card["metrics"][c] for k, c in (("sampler", "sampler"), ("steps", "sampling_steps"))
+          if k in fam.accepts and c in card.get("metrics", {})}
+    start = time.perf_counter()
+    x = generate(model, n, labels=labels, seed=seed, progress=False, **kw)
+    seconds = time.perf_counter() - start
+    family = fam.name + (f" ({kw['sampler']}, {kw['steps']} steps)" if kw else "")
+    row: dict[str, Any] = {"name": name, "chapter": RECIPES[name].chapter, "family": family, "images": x,
+                           "nfe": nfe(model, kw.get("steps")), "ms_per_image": 1000 * seconds / n,
+                           "parameters": _parameters(model),
                            "bytes": card["bytes"] + sum(hub.card(d)["bytes"] for d in RECIPES[name].needs
                                                         if isinstance(model, VQSampler))}
     if x.shape[1:] != (1, 28, 28):

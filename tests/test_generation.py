@@ -4,11 +4,12 @@ import pytest
 import torch
 
 import companion
-from companion import gan, generation, hub, vae, vae_variants
+from companion import ddpm, gan, generation, hub, scoreboard, vae, vae_variants
 from companion.recipes import RECIPES
+from companion.unet import UNetConfig
 
 #: every shipped checkpoint that makes images (a VQ-VAE alone reconstructs; its prior generates)
-GENERATIVE = sorted(n for n, r in RECIPES.items() if r.family in ("vae", "prior", "gan"))
+GENERATIVE = sorted(n for n, r in RECIPES.items() if r.family in ("vae", "prior", "gan", "diffusion"))
 
 
 
@@ -22,7 +23,7 @@ def test_every_shipped_generative_checkpoint_generates(name):
         x = companion.generate(sweep[sweep.betas[0]], 3, progress=False)
         assert x.shape == (3, 1, 32, 32)
         return
-    kwargs = {"labels": [0, 1, 2]} if name == "cvae_mnist" else {}
+    kwargs = {"labels": [0, 1, 2]} if name == "cvae_mnist" else {"steps": 8} if name == "ddpm_mnist" else {}
     x = companion.generate(name, 3, progress=False, **kwargs)
     assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32
     assert x.min() >= 0 and x.max() <= 1 and torch.isfinite(x).all()
@@ -88,3 +89,23 @@ def test_a_later_family_registers_itself():
         assert torch.equal(companion.generate(Flat(), 2, steps=3, progress=False), torch.full((2, 1, 2, 2), 0.5))
     finally:
         generation.FAMILIES.remove((Flat, fam))
+
+
+def test_a_ddpm_takes_a_sampler_and_steps_and_defaults_to_ancestral_at_full_T():
+    torch.manual_seed(0)
+    m = ddpm.DDPM(ddpm.DDPMConfig(unet=UNetConfig.tiny(), T=20))
+    full = companion.generate(m, 2, progress=False)
+    assert full.shape == (2, 1, 28, 28) and full.min() >= 0 and full.max() <= 1
+    calls = []
+    m.unet.register_forward_hook(lambda mod, i, o: calls.append(1))
+    assert torch.equal(companion.generate(m, 2, progress=False), full), "the default is ancestral at all T steps"
+    assert len(calls) == 20 == scoreboard.nfe(m)
+    calls.clear()
+    few = companion.generate(m, 2, steps=4, progress=False)
+    assert len(calls) == 4 == scoreboard.nfe(m, 4) and not torch.equal(few, full)
+    ddim = companion.generate(m, 2, sampler="ddim", steps=4, progress=False)
+    assert torch.equal(ddim, companion.generate(m, 2, sampler="ddim", steps=4, progress=False))
+    with pytest.raises(ValueError, match="a DDPM takes no labels=; it accepts sampler=, steps="):
+        companion.generate(m, 2, labels=3)
+    with pytest.raises(ValueError, match="sampler must be 'ancestral' or 'ddim'"):
+        companion.generate(m, 2, sampler="euler", steps=2)

@@ -18,6 +18,7 @@ from companion import data, gan, hub, toys, vae, vqvae
 from companion import vae_variants as vv
 from companion.profile import Profile, get_profile
 from companion.recipes import FAMILIES, RECIPES, Recipe, classifiers, gans, vaes
+from companion.recipes import diffusion as ddpm_recipe
 from companion.recipes import vqvae as vq_recipe
 from companion.train import count_parameters
 
@@ -69,6 +70,8 @@ def test_builds_are_the_shipped_architectures():
     assert vq_recipe.build_vqvae_prior_mnist().config.num_codes == vq_recipe.VQVAE_CONFIG.num_codes
     assert gans.build_dcgan_mnist().config == gans.DCGAN_CONFIG
     assert gans.build_wgangp_mnist().config == gans.DCGAN_CONFIG
+    d = ddpm_recipe.build_ddpm_mnist()
+    assert d.config == ddpm_recipe.DDPM_CONFIG and count_parameters(d) * 4 < 5e6, "ddpm_mnist fits 5 MB in float32"
     a, b = classifiers.build_resnet_mnist().state_dict(), classifiers.build_resnet_mnist().state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a), "a build is deterministic"
 
@@ -178,6 +181,25 @@ def test_shipped_dcgan_draws_every_digit():
     card = hub.card("dcgan_mnist")["metrics"]
     assert r["classes_covered"] >= 9 and r["min_share"] >= min(0.03, card["min_class_share"] - 0.01), r
     assert r["confidence"] >= max(0.88, card["mean_confidence"] - 0.03), r
+
+
+@pytest.mark.slow
+def test_shipped_ddpm_samples_are_close_to_held_out_digits():
+    """500 fresh samples (a different noise seed from the card's) at the card's sampler and step count, scored by FLD
+    against the first 500 reference images: near the card's value (FLD is biased upwards at the smaller N, so the
+    bound is loose), and far below the FLD of pure noise."""
+    from companion import evaluation
+    from companion.ddpm import to_image_range
+
+    held_out("ddpm_mnist")
+    card = hub.card("ddpm_mnist")["metrics"]
+    model = hub.load_model("ddpm_mnist")
+    noise = torch.randn(500, 1, 28, 28, generator=torch.Generator().manual_seed(7))
+    x = model.sample(noise, card["sampler"], steps=card["sampling_steps"], generator=torch.Generator().manual_seed(8))
+    reference, _ = ddpm_recipe.reference_sets(500)
+    fld = evaluation.fld(x, reference)
+    assert fld < 1.5 * card["fld"] + 2, (fld, card)
+    assert fld < 0.5 * evaluation.fld(to_image_range(noise), reference)
 
 
 @pytest.mark.slow

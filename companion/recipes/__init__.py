@@ -5,7 +5,8 @@ into) and ``train(profile: Profile) -> (model, info)`` trains it at a :class:`co
 name sets the sizes, its device and seed the run) and returns the card fields ``description``, ``data``,
 ``steps`` and ``metrics``. ``companion.hub`` saves the result with a card and loads it back. The code lives in
 :mod:`companion.recipes.classifiers`, :mod:`companion.recipes.vaes`, :mod:`companion.recipes.vqvae` and
-:mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``).
+:mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``) and
+:mod:`companion.recipes.diffusion`.
 Introduced in chapter 02.
 """
 
@@ -18,12 +19,12 @@ from typing import Any
 from torch import nn
 
 from ..profile import Profile
-from . import classifiers, evaluation, gans, vaes, vqvae
+from . import classifiers, diffusion, evaluation, gans, vaes, vqvae
 
 __all__ = ["FAMILIES", "RECIPES", "Recipe"]
 
 #: The kinds of model a recipe can ship.
-FAMILIES = ("classifier", "vae", "vqvae", "prior", "gan")
+FAMILIES = ("classifier", "vae", "vqvae", "prior", "gan", "diffusion")
 
 
 @dataclass(frozen=True)
@@ -70,4 +71,5 @@ RECIPES: dict[str, Recipe] = {
     "dcgan_mnist": Recipe(gans.build_dcgan_mnist, gans.train_dcgan_mnist, "14", "gan", needs=("lenet_mnist",)),
     "wgangp_mnist": Recipe(gans.build_wgangp_mnist, gans.train_wgangp_mnist, "15", "gan",
                            needs=("lenet_mnist", "mnist_features")),
+    "ddpm_mnist": Recipe(diffusion.build_ddpm_mnist, diffusion.train_ddpm_mnist, "18", "diffusion"),
 }
