@@ -153,19 +153,6 @@ def scoreboard_page(rows: list[dict[str, Any]], floor_fld: float, n: int, machin
     return "\n".join(lines)
 
 
-def _machine() -> str:
-    import os
-    import platform
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch thread(s)"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "book" / "scoreboard.md", help="the page to write")
@@ -183,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         _grid(r.pop("images"), args.out.parent / "scoreboard" / f"{name}.png")
         rows.append(r)
         print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-    page = scoreboard_page(rows, floor_fld, args.n, _machine(), _dt.date.today().isoformat())
+    page = scoreboard_page(rows, floor_fld, args.n, hub.hardware(), _dt.date.today().isoformat())
     checkpoints.atomic_write_text(page + "\n", args.out)
     print(f"wrote {args.out}")
     return 0
