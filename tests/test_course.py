@@ -178,3 +178,12 @@ def test_glue_records_numbers_and_refuses_other_things():
         book.glue("not a name", 1.0)
     with pytest.raises(ValueError, match="number or a string"):
         book.glue("x", [1, 2])
+
+
+def test_pyproject_lists_every_subpackage():
+    """A subpackage missing from ``packages`` installs from git without its files (Colab's path)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    listed = set(re.findall(r'"(companion(?:\.\w+)*)"', text.split("packages =", 1)[1].split("]", 1)[0]))
+    on_disk = {"companion." + p.parent.relative_to(ROOT / "companion").as_posix().replace("/", ".")
+               for p in (ROOT / "companion").rglob("__init__.py") if p.parent != ROOT / "companion"}
+    assert on_disk <= listed, f"add to pyproject.toml's packages: {sorted(on_disk - listed)}"
