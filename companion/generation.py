@@ -163,10 +163,11 @@ def load_generative(name: str) -> nn.Module:
     """A shipped checkpoint as a generative model (a code prior comes with the VQ-VAE it was trained on)."""
     model = hub.load_model(name)
     if isinstance(model, CodePrior):
-        needs = [n for n in RECIPES[name].needs if isinstance(hub.load_model(n), VQVAE)]
-        if not needs:
+        # the VQ-VAE it was trained on is the one of its needs whose recipe is a vqvae (loaded once)
+        vq = next((n for n in RECIPES[name].needs if RECIPES[n].family == "vqvae"), None)
+        if vq is None:
             raise TypeError(f"checkpoint {name!r} is a code prior whose recipe names no VQ-VAE to decode with")
-        return VQSampler(hub.load_model(needs[0]), model).eval()
+        return VQSampler(hub.load_model(vq), model).eval()
     return model
 
 
