@@ -249,3 +249,35 @@ def generate(model: nn.Module | str, n: int, *, labels: int | Sequence[int] | Te
     finally:
         model.train(was_training)
     return torch.cat(out).clamp(0, 1)
+
+
+# --- chapter 17: the RealNVP flow and the noise-conditional score model ---
+from .flows import RealNVP  # noqa: E402
+from .score import ScoreNet  # noqa: E402
+
+
+def _flow_latents(model: RealNVP, n: int, g: torch.Generator) -> Tensor:
+    c = model.config
+    return torch.randn(n, c.channels, c.image_size, c.image_size, generator=g)
+
+
+def _draw_flow(model: RealNVP, n: int, labels, g, options) -> Tensor:
+    # z ~ N(0, I) drawn up front, pushed through the inverse flow (temperature 1: the model's own density)
+    return model.sample(options["latents"].to(_device(model)))
+
+
+def _score_latents(model: ScoreNet, n: int, g: torch.Generator) -> Tensor:
+    u = model.config.unet
+    return torch.rand(n, u.image_channels, u.image_size, u.image_size, generator=g)
+
+
+def _draw_score(model: ScoreNet, n: int, labels, g, options) -> Tensor:
+    # annealed Langevin from U[0, 1) starts; the fresh noise comes from g (on the CPU), the step size from the model
+    dev = _device(model)
+    gen = g if dev.type == "cpu" else torch.Generator(dev).manual_seed(int(torch.randint(2**31, (1,), generator=g)))
+    return model.sample(options["latents"].to(dev), steps=int(options["steps"]), generator=gen)
+
+
+register(RealNVP, Family("RealNVP flow", _draw_flow, latents=_flow_latents))
+register(ScoreNet, Family("score model", _draw_score, accepts=frozenset({"steps"}), latents=_score_latents,
+                          defaults={"steps": 3}))

@@ -24,12 +24,13 @@ from . import checkpoints, data, evaluation, hub
 from .ddpm import DDPM
 from .generation import VQSampler, family_of, generate, load_generative
 from .recipes import RECIPES
+from .score import ScoreNet
 from .vae_variants import BetaSweep
 
 __all__ = ["GENERATIVE_FAMILIES", "generative_checkpoints", "nfe", "score", "scoreboard_page", "main"]
 
 #: Recipe families whose checkpoints generate images.
-GENERATIVE_FAMILIES = ("vae", "prior", "gan", "diffusion")
+GENERATIVE_FAMILIES = ("vae", "prior", "gan", "diffusion", "flow", "score")
 #: Conditional checkpoints' labels: classes 0-9 in turn.
 CLASSES = 10
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +51,8 @@ def nfe(model: torch.nn.Module, steps: int | None = None) -> int:
         return int(steps) if steps is not None else model.config.T
     if isinstance(model, VQSampler):
         return model.prior.config.seq_len + 1  # one prior pass per code, one decoder pass
+    if isinstance(model, ScoreNet):  # chapter 17: steps per level at every level, and a final denoising step
+        return model.config.levels * (int(steps) if steps is not None else 3) + 1
     return 1
 
 
@@ -67,12 +70,14 @@ def score(name: str, reference: torch.Tensor, floor_fld: float, n: int = evaluat
     labels = torch.arange(n) % CLASSES if fam.classes is not None else None
     card = hub.card(name)
     # an iterative model is sampled as its card was measured (sampler and number of steps), and the row says so
-    kw = {k: card["metrics"][c] for k, c in (("sampler", "sampler"), ("steps", "sampling_steps"))
+    kw = {k: card["metrics"][c] for k, c in (("sampler", "sampler"), ("steps", "sampling_steps"),
+                                                        ("steps", "langevin_steps"))
           if k in fam.accepts and c in card.get("metrics", {})}
     start = time.perf_counter()
     x = generate(model, n, labels=labels, seed=seed, progress=False, **kw)
     seconds = time.perf_counter() - start
-    family = fam.name + (f" ({kw['sampler']}, {kw['steps']} steps)" if kw else "")
+    family = fam.name + (f" ({kw['sampler']}, {kw['steps']} steps)" if "sampler" in kw
+                         else f" ({kw['steps']} Langevin steps per level)" if kw else "")
     row: dict[str, Any] = {"name": name, "chapter": RECIPES[name].chapter, "family": family, "images": x,
                            "nfe": nfe(model, kw.get("steps")), "ms_per_image": 1000 * seconds / n,
                            "parameters": _parameters(model),

@@ -9,7 +9,7 @@ from companion.recipes import RECIPES
 from companion.unet import UNetConfig
 
 #: every shipped checkpoint that makes images (a VQ-VAE alone reconstructs; its prior generates)
-GENERATIVE = sorted(n for n, r in RECIPES.items() if r.family in ("vae", "prior", "gan", "diffusion"))
+GENERATIVE = sorted(n for n, r in RECIPES.items() if r.family in ("vae", "prior", "gan", "diffusion", "flow", "score"))
 
 
 
@@ -23,7 +23,7 @@ def test_every_shipped_generative_checkpoint_generates(name):
         x = companion.generate(sweep[sweep.betas[0]], 3, progress=False)
         assert x.shape == (3, 1, 32, 32)
         return
-    kwargs = {"labels": [0, 1, 2]} if name == "cvae_mnist" else {"steps": 8} if name == "ddpm_mnist" else {}
+    kwargs = {"labels": [0, 1, 2]} if name == "cvae_mnist" else {"steps": 8} if name == "ddpm_mnist" else {"steps": 1} if name == "score_mnist" else {}
     x = companion.generate(name, 3, progress=False, **kwargs)
     assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32
     assert x.min() >= 0 and x.max() <= 1 and torch.isfinite(x).all()

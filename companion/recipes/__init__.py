@@ -6,7 +6,7 @@ name sets the sizes, its device and seed the run) and returns the card fields ``
 ``steps`` and ``metrics``. ``companion.hub`` saves the result with a card and loads it back. The code lives in
 :mod:`companion.recipes.classifiers`, :mod:`companion.recipes.vaes`, :mod:`companion.recipes.vqvae` and
 :mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``) and
-:mod:`companion.recipes.diffusion`.
+:mod:`companion.recipes.diffusion`, :mod:`companion.recipes.flows` (``flow_mnist``, ``score_mnist``).
 Introduced in chapter 02.
 """
 
@@ -19,12 +19,12 @@ from typing import Any
 from torch import nn
 
 from ..profile import Profile
-from . import classifiers, diffusion, evaluation, gans, vaes, vqvae
+from . import classifiers, diffusion, evaluation, flows, gans, vaes, vqvae
 
 __all__ = ["FAMILIES", "RECIPES", "Recipe"]
 
 #: The kinds of model a recipe can ship.
-FAMILIES = ("classifier", "vae", "vqvae", "prior", "gan", "diffusion")
+FAMILIES = ("classifier", "vae", "vqvae", "prior", "gan", "diffusion", "flow", "score")
 
 
 @dataclass(frozen=True)
@@ -71,5 +71,7 @@ RECIPES: dict[str, Recipe] = {
     "dcgan_mnist": Recipe(gans.build_dcgan_mnist, gans.train_dcgan_mnist, "14", "gan", needs=("lenet_mnist",)),
     "wgangp_mnist": Recipe(gans.build_wgangp_mnist, gans.train_wgangp_mnist, "15", "gan",
                            needs=("lenet_mnist", "mnist_features")),
+    "flow_mnist": Recipe(flows.build_flow_mnist, flows.train_flow_mnist, "17", "flow"),
+    "score_mnist": Recipe(flows.build_score_mnist, flows.train_score_mnist, "17", "score"),
     "ddpm_mnist": Recipe(diffusion.build_ddpm_mnist, diffusion.train_ddpm_mnist, "18", "diffusion"),
 }
