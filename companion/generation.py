@@ -2,7 +2,9 @@
 
 ``generate(model, n)`` returns ``n`` float images ``[n, C, H, W]`` in ``[0, 1]`` on the CPU, whatever the model
 is — a VAE or a conditional VAE (chapters 10–11), the VQ-VAE with its code prior (12), a GAN generator (14, 15),
-a DDPM (18: ``sampler="ancestral"`` or ``"ddim"``, ``steps=`` timesteps, default all ``T``), and the later families as they register — given as a module or as a shipped checkpoint's name. It batches,
+a DDPM (18: ``sampler="ancestral"`` or ``"ddim"``, ``steps=`` timesteps, default all ``T``), a
+class-conditional flow-matching model (19: ``labels=`` required, ``sampler="euler"``/``"heun"``/``"midpoint"``,
+``steps=``, ``guidance=``, defaults those of ``fm_mnist``'s card), and the later families as they register — given as a module or as a shipped checkpoint's name. It batches,
 seeds (the same ``seed`` gives the same images), shows a progress bar for long runs, and refuses an option the
 model cannot take with an error that names what it does accept.
 
@@ -249,3 +251,28 @@ def generate(model: nn.Module | str, n: int, *, labels: int | Sequence[int] | Te
     finally:
         model.train(was_training)
     return torch.cat(out).clamp(0, 1)
+
+
+# --- chapter 19: class-conditional flow matching (fm_mnist, fm_reflow_mnist) ---
+
+from .flow_matching import FlowMatching  # noqa: E402
+from .recipes import flow as _flow_recipe  # noqa: E402
+
+
+def _flow_latents(model: FlowMatching, n: int, g: torch.Generator) -> Tensor:
+    u = model.config.unet
+    return torch.randn(n, u.image_channels, u.image_size, u.image_size, generator=g)
+
+
+def _draw_flow(model: FlowMatching, n: int, labels, g, options) -> Tensor:
+    dev = _device(model)
+    return model.sample(options["latents"].to(dev), labels.to(dev), sampler=options["sampler"],
+                        steps=int(options["steps"]), guidance=float(options["guidance"]))
+
+
+register(FlowMatching, Family("flow-matching model", _draw_flow,
+                              accepts=frozenset({"labels", "sampler", "steps", "guidance"}),
+                              classes=lambda m: m.num_classes, latents=_flow_latents,
+                              defaults={"sampler": _flow_recipe.CARD_SAMPLER,
+                                        "steps": _flow_recipe.CARD_STEPS["cpu"],
+                                        "guidance": _flow_recipe.CARD_GUIDANCE}))

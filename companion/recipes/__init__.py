@@ -6,7 +6,7 @@ name sets the sizes, its device and seed the run) and returns the card fields ``
 ``steps`` and ``metrics``. ``companion.hub`` saves the result with a card and loads it back. The code lives in
 :mod:`companion.recipes.classifiers`, :mod:`companion.recipes.vaes`, :mod:`companion.recipes.vqvae` and
 :mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``) and
-:mod:`companion.recipes.diffusion`.
+:mod:`companion.recipes.diffusion` and :mod:`companion.recipes.flow` (chapter 19).
 Introduced in chapter 02.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from ..profile import Profile
-from . import classifiers, diffusion, evaluation, gans, vaes, vqvae
+from . import classifiers, diffusion, evaluation, flow, gans, vaes, vqvae
 
 __all__ = ["FAMILIES", "RECIPES", "Recipe"]
 
@@ -72,4 +72,7 @@ RECIPES: dict[str, Recipe] = {
     "wgangp_mnist": Recipe(gans.build_wgangp_mnist, gans.train_wgangp_mnist, "15", "gan",
                            needs=("lenet_mnist", "mnist_features")),
     "ddpm_mnist": Recipe(diffusion.build_ddpm_mnist, diffusion.train_ddpm_mnist, "18", "diffusion"),
+    "fm_mnist": Recipe(flow.build_fm_mnist, flow.train_fm_mnist, "19", "diffusion", needs=("lenet_mnist",)),
+    "fm_reflow_mnist": Recipe(flow.build_fm_reflow_mnist, flow.train_fm_reflow_mnist, "19", "diffusion",
+                              needs=("fm_mnist",)),
 }
