@@ -2,7 +2,9 @@
 
 ``generate(model, n)`` returns ``n`` float images ``[n, C, H, W]`` in ``[0, 1]`` on the CPU, whatever the model
 is — a VAE or a conditional VAE (chapters 10–11), the VQ-VAE with its code prior (12), a GAN generator (14, 15),
-a DDPM (18: ``sampler="ancestral"`` or ``"ddim"``, ``steps=`` timesteps, default all ``T``), and the later families as they register — given as a module or as a shipped checkpoint's name. It batches,
+a DDPM (18: ``sampler="ancestral"`` or ``"ddim"``, ``steps=`` timesteps, default all ``T``), a
+class-conditional flow-matching model (19: ``labels=`` required, ``sampler="euler"``/``"heun"``/``"midpoint"``,
+``steps=``, ``guidance=``, defaults those of ``fm_mnist``'s card), and the later families as they register — given as a module or as a shipped checkpoint's name. It batches,
 seeds (the same ``seed`` gives the same images), shows a progress bar for long runs, and refuses an option the
 model cannot take with an error that names what it does accept.
 
@@ -281,3 +283,28 @@ def _draw_score(model: ScoreNet, n: int, labels, g, options) -> Tensor:
 register(RealNVP, Family("RealNVP flow", _draw_flow, latents=_flow_latents))
 register(ScoreNet, Family("score model", _draw_score, accepts=frozenset({"steps"}), latents=_score_latents,
                           defaults={"steps": 3}))
+
+
+# --- chapter 19: class-conditional flow matching (fm_mnist, fm_reflow_mnist) ---
+
+from .flow_matching import FlowMatching  # noqa: E402
+from .recipes import flow_matching as _fm_recipe  # noqa: E402
+
+
+def _fm_latents(model: FlowMatching, n: int, g: torch.Generator) -> Tensor:
+    u = model.config.unet
+    return torch.randn(n, u.image_channels, u.image_size, u.image_size, generator=g)
+
+
+def _draw_fm(model: FlowMatching, n: int, labels, g, options) -> Tensor:
+    dev = _device(model)
+    return model.sample(options["latents"].to(dev), labels.to(dev), sampler=options["sampler"],
+                        steps=int(options["steps"]), guidance=float(options["guidance"]))
+
+
+register(FlowMatching, Family("flow-matching model", _draw_fm,
+                              accepts=frozenset({"labels", "sampler", "steps", "guidance"}),
+                              classes=lambda m: m.num_classes, latents=_fm_latents,
+                              defaults={"sampler": _fm_recipe.CARD_SAMPLER,
+                                        "steps": _fm_recipe.CARD_STEPS["cpu"],
+                                        "guidance": _fm_recipe.CARD_GUIDANCE}))

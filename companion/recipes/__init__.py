@@ -6,7 +6,8 @@ name sets the sizes, its device and seed the run) and returns the card fields ``
 ``steps`` and ``metrics``. ``companion.hub`` saves the result with a card and loads it back. The code lives in
 :mod:`companion.recipes.classifiers`, :mod:`companion.recipes.vaes`, :mod:`companion.recipes.vqvae` and
 :mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``) and
-:mod:`companion.recipes.diffusion`, :mod:`companion.recipes.flows` (``flow_mnist``, ``score_mnist``).
+:mod:`companion.recipes.diffusion`, :mod:`companion.recipes.flows` (``flow_mnist``, ``score_mnist``) and
+:mod:`companion.recipes.flow_matching` (``fm_mnist``, ``fm_reflow_mnist``).
 Introduced in chapter 02.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from ..profile import Profile
-from . import classifiers, diffusion, evaluation, flows, gans, vaes, vqvae
+from . import classifiers, diffusion, evaluation, flow_matching, flows, gans, vaes, vqvae
 
 __all__ = ["FAMILIES", "RECIPES", "Recipe"]
 
@@ -74,4 +75,7 @@ RECIPES: dict[str, Recipe] = {
     "flow_mnist": Recipe(flows.build_flow_mnist, flows.train_flow_mnist, "17", "flow"),
     "score_mnist": Recipe(flows.build_score_mnist, flows.train_score_mnist, "17", "score"),
     "ddpm_mnist": Recipe(diffusion.build_ddpm_mnist, diffusion.train_ddpm_mnist, "18", "diffusion"),
+    "fm_mnist": Recipe(flow_matching.build_fm_mnist, flow_matching.train_fm_mnist, "19", "diffusion", needs=("lenet_mnist",)),
+    "fm_reflow_mnist": Recipe(flow_matching.build_fm_reflow_mnist, flow_matching.train_fm_reflow_mnist, "19", "diffusion",
+                              needs=("fm_mnist",)),
 }
