@@ -116,7 +116,7 @@ def test_shipped_fm_mnist_draws_the_asked_digits():
     """The shipped model at its card's sampler, steps and guidance: lenet_mnist agrees with the labels, and FLD on
     fresh noise is near the card's (N = 200 here, so the bound is loose)."""
     from companion import evaluation, hub
-    from companion.recipes import flow
+    from companion.recipes import flow_matching as flow
 
     try:
         hub.heldout("fm_mnist")
