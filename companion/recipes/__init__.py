@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from ..profile import Profile
-from . import classifiers, diffusion, evaluation, gans, vaes, vqvae
+from . import classifiers, diffusion, distill, evaluation, gans, vaes, vqvae
 
 __all__ = ["FAMILIES", "RECIPES", "Recipe"]
 
@@ -72,4 +72,6 @@ RECIPES: dict[str, Recipe] = {
     "wgangp_mnist": Recipe(gans.build_wgangp_mnist, gans.train_wgangp_mnist, "15", "gan",
                            needs=("lenet_mnist", "mnist_features")),
     "ddpm_mnist": Recipe(diffusion.build_ddpm_mnist, diffusion.train_ddpm_mnist, "18", "diffusion"),
+    "distill_mnist": Recipe(distill.build_distill_mnist, distill.train_distill_mnist, "19", "diffusion",
+                            needs=("ddpm_mnist",), storage=distill.STORAGE),
 }
