@@ -308,3 +308,30 @@ register(FlowMatching, Family("flow-matching model", _draw_fm,
                               defaults={"sampler": _fm_recipe.CARD_SAMPLER,
                                         "steps": _fm_recipe.CARD_STEPS["cpu"],
                                         "guidance": _fm_recipe.CARD_GUIDANCE}))
+
+
+# --- chapter 19: progressive distillation (distilled students of a DDPM) ---
+from .distill import DistilledSet  # noqa: E402  (appended block: a later chapter registers its family)
+
+
+def _draw_distilled(model: DistilledSet, n: int, labels, g, options) -> Tensor:
+    # deterministic DDIM on the student's own grid: the starting noise is all the randomness
+    return model.sample(options["latents"].to(_device(model)), steps=options["steps"])
+
+
+def _distilled_latents(model: DistilledSet, n: int, g: torch.Generator) -> Tensor:
+    u = model.config.unet
+    return torch.randn(n, u.image_channels, u.image_size, u.image_size, generator=g)
+
+
+def _draw_distilled_checked(model: DistilledSet, n: int, labels, g, options) -> Tensor:
+    steps = options.get("steps")
+    steps = model.steps[0] if steps is None else steps
+    if steps not in model.steps:
+        raise ValueError(f"generate: this distilled model samples only with the step counts its students were "
+                         f"trained for, steps= one of {list(model.steps)}; got steps={steps!r}")
+    return _draw_distilled(model, n, labels, g, {**options, "steps": steps})
+
+
+register(DistilledSet, Family("distilled diffusion student", _draw_distilled_checked, accepts=frozenset({"steps"}),
+                              latents=_distilled_latents))

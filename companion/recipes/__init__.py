@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from ..profile import Profile
-from . import classifiers, diffusion, evaluation, flow_matching, flows, gans, vaes, vqvae
+from . import classifiers, diffusion, distill, evaluation, flow_matching, flows, gans, vaes, vqvae
 
 __all__ = ["FAMILIES", "RECIPES", "Recipe"]
 
@@ -78,4 +78,6 @@ RECIPES: dict[str, Recipe] = {
     "fm_mnist": Recipe(flow_matching.build_fm_mnist, flow_matching.train_fm_mnist, "19", "diffusion", needs=("lenet_mnist",)),
     "fm_reflow_mnist": Recipe(flow_matching.build_fm_reflow_mnist, flow_matching.train_fm_reflow_mnist, "19", "diffusion",
                               needs=("fm_mnist",)),
+    "distill_mnist": Recipe(distill.build_distill_mnist, distill.train_distill_mnist, "19", "diffusion",
+                            needs=("ddpm_mnist",), storage=distill.STORAGE),
 }
