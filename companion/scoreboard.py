@@ -22,6 +22,8 @@ import torch
 
 from . import checkpoints, data, evaluation, hub
 from .ddpm import DDPM
+from .distill import DistilledSet
+from .flow_matching import FlowMatching
 from .generation import VQSampler, family_of, generate, load_generative
 from .recipes import RECIPES
 from .score import ScoreNet
@@ -42,10 +44,13 @@ def generative_checkpoints() -> list[str]:
                   key=lambda n: (RECIPES[n].chapter, n))
 
 
-def nfe(model: torch.nn.Module, steps: int | None = None) -> int:
+def nfe(model: torch.nn.Module, steps: int | None = None, sampler: str | None = None,
+        guidance: float | None = None) -> int:
     """Network function evaluations per generated image: forward passes of a network the sampler makes.
 
     A DDPM makes one per visited timestep: ``steps``, or all ``T`` (what :func:`generate` visits by default).
+    A flow-matching model makes one per Euler step and two per Heun or midpoint step, doubled by classifier-free
+    guidance (a conditional and an unconditional pass); a distilled student one per step.
     """
     if isinstance(model, DDPM):
         return int(steps) if steps is not None else model.config.T
@@ -53,6 +58,12 @@ def nfe(model: torch.nn.Module, steps: int | None = None) -> int:
         return model.prior.config.seq_len + 1  # one prior pass per code, one decoder pass
     if isinstance(model, ScoreNet):  # chapter 17: steps per level at every level, and a final denoising step
         return model.config.levels * (int(steps) if steps is not None else 3) + 1
+    if isinstance(model, FlowMatching):
+        per_step = 1 if (sampler or "euler") == "euler" else 2
+        guided = 2 if guidance is not None and float(guidance) != 1.0 else 1
+        return int(steps or 1) * per_step * guided
+    if isinstance(model, DistilledSet):
+        return int(steps) if steps is not None else 4
     return 1
 
 
@@ -77,9 +88,11 @@ def score(name: str, reference: torch.Tensor, floor_fld: float, n: int = evaluat
     x = generate(model, n, labels=labels, seed=seed, progress=False, **kw)
     seconds = time.perf_counter() - start
     family = fam.name + (f" ({kw['sampler']}, {kw['steps']} steps)" if "sampler" in kw
-                         else f" ({kw['steps']} Langevin steps per level)" if kw else "")
+                         else f" ({kw['steps']} Langevin steps per level)" if kw and isinstance(model, ScoreNet)
+                         else f" ({kw['steps']} steps)" if kw else "")
     row: dict[str, Any] = {"name": name, "chapter": RECIPES[name].chapter, "family": family, "images": x,
-                           "nfe": nfe(model, kw.get("steps")), "ms_per_image": 1000 * seconds / n,
+                           "nfe": nfe(model, kw.get("steps"), kw.get("sampler"),
+                                                  fam.defaults.get("guidance") if "guidance" in fam.accepts else None), "ms_per_image": 1000 * seconds / n,
                            "parameters": _parameters(model),
                            "bytes": card["bytes"] + sum(hub.card(d)["bytes"] for d in RECIPES[name].needs
                                                         if isinstance(model, VQSampler))}
