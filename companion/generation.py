@@ -85,6 +85,11 @@ class VQSampler(nn.Module):
         self.vqvae, self.prior, self.temperature = vqvae, prior, float(temperature)
 
 
+def _generator_on(dev: torch.device, g: torch.Generator) -> torch.Generator:
+    """``g`` itself on the CPU; elsewhere a generator on ``dev`` seeded from ``g`` (a sampler's fresh noise)."""
+    return g if dev.type == "cpu" else torch.Generator(dev).manual_seed(int(torch.randint(2**31, (1,), generator=g)))
+
+
 def _vae_latents(model: nn.Module, n: int, g: torch.Generator) -> Tensor:
     return torch.randn(n, model.config.latent_dim, generator=g)
 
@@ -127,7 +132,7 @@ def _ddpm_latents(model: DDPM, n: int, g: torch.Generator) -> Tensor:
 def _draw_ddpm(model: DDPM, n: int, labels, g, options) -> Tensor:
     # the starting noise comes from the latents; the ancestral sampler's fresh noise from g (on the CPU)
     dev = _device(model)
-    gen = g if dev.type == "cpu" else torch.Generator(dev).manual_seed(int(torch.randint(2**31, (1,), generator=g)))
+    gen = _generator_on(dev, g)
     return model.sample(options["latents"].to(dev), options["sampler"], steps=options.get("steps"), generator=gen)
 
 
@@ -276,7 +281,7 @@ def _score_latents(model: ScoreNet, n: int, g: torch.Generator) -> Tensor:
 def _draw_score(model: ScoreNet, n: int, labels, g, options) -> Tensor:
     # annealed Langevin from U[0, 1) starts; the fresh noise comes from g (on the CPU), the step size from the model
     dev = _device(model)
-    gen = g if dev.type == "cpu" else torch.Generator(dev).manual_seed(int(torch.randint(2**31, (1,), generator=g)))
+    gen = _generator_on(dev, g)
     return model.sample(options["latents"].to(dev), steps=int(options["steps"]), generator=gen)
 
 
