@@ -42,7 +42,7 @@ __all__ = [
     "unsqueeze",
 ]
 
-#: the pixel range is squeezed into ``[ALPHA, 1 - ALPHA]`` before the logit (RealNVP's choice for MNIST)
+#: the pixel range is squeezed into ``[ALPHA, 1 - ALPHA]`` before the logit (RealNVP's logit pre-processing; RealNVP took α = 0.05 on its natural-image datasets)
 ALPHA = 0.05
 
 
