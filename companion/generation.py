@@ -340,3 +340,22 @@ def _draw_distilled_checked(model: DistilledSet, n: int, labels, g, options) -> 
 
 register(DistilledSet, Family("distilled diffusion student", _draw_distilled_checked, accepts=frozenset({"steps"}),
                               latents=_distilled_latents))
+
+
+# --- chapter 19: the laptop speed-run (flow matching in a small autoencoder's latent) ---
+from .recipes import speedrun as _speedrun_recipe  # noqa: E402
+from .speedrun import LatentFlow  # noqa: E402
+
+
+def _draw_latent_flow(model: LatentFlow, n: int, labels, g, options) -> Tensor:
+    dev = _device(model)
+    return model.sample(options["latents"].to(dev), labels.to(dev), sampler=options["sampler"],
+                        steps=int(options["steps"]), guidance=float(options["guidance"]))
+
+
+register(LatentFlow, Family("latent flow-matching model", _draw_latent_flow,
+                            accepts=frozenset({"labels", "sampler", "steps", "guidance"}),
+                            classes=lambda m: m.num_classes,
+                            latents=lambda m, n, g: torch.randn(n, *m.latent_shape(), generator=g),
+                            defaults={"sampler": _speedrun_recipe.SAMPLER, "steps": _speedrun_recipe.STEPS,
+                                      "guidance": _speedrun_recipe.GUIDANCE}))

@@ -27,6 +27,7 @@ from .flow_matching import FlowMatching
 from .generation import VQSampler, family_of, generate, load_generative
 from .recipes import RECIPES
 from .score import ScoreNet
+from .speedrun import LatentFlow
 from .vae_variants import BetaSweep
 
 __all__ = ["GENERATIVE_FAMILIES", "generative_checkpoints", "nfe", "score", "scoreboard_page", "main"]
@@ -58,7 +59,7 @@ def nfe(model: torch.nn.Module, steps: int | None = None, sampler: str | None = 
         return model.prior.config.seq_len + 1  # one prior pass per code, one decoder pass
     if isinstance(model, ScoreNet):  # chapter 17: steps per level at every level, and a final denoising step
         return model.config.levels * (int(steps) if steps is not None else 3) + 1
-    if isinstance(model, FlowMatching):
+    if isinstance(model, (FlowMatching, LatentFlow)):  # the speed-run's latent flow counts as flow matching
         per_step = 1 if (sampler or "euler") == "euler" else 2
         guided = 2 if guidance is not None and float(guidance) != 1.0 else 1
         return int(steps or 1) * per_step * guided
