@@ -7,7 +7,8 @@ name sets the sizes, its device and seed the run) and returns the card fields ``
 :mod:`companion.recipes.classifiers`, :mod:`companion.recipes.vaes`, :mod:`companion.recipes.vqvae` and
 :mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``) and
 :mod:`companion.recipes.diffusion`, :mod:`companion.recipes.flows` (``flow_mnist``, ``score_mnist``) and
-:mod:`companion.recipes.flow_matching` (``fm_mnist``, ``fm_reflow_mnist``).
+:mod:`companion.recipes.flow_matching` (``fm_mnist``, ``fm_reflow_mnist``),
+:mod:`companion.recipes.text2image` (``shapes_attributes``, ``text_shapes``).
 Introduced in chapter 02.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from ..profile import Profile
-from . import classifiers, diffusion, distill, evaluation, flow_matching, flows, gans, vaes, vqvae
+from . import classifiers, diffusion, distill, evaluation, flow_matching, flows, gans, text2image, vaes, vqvae
 
 __all__ = ["FAMILIES", "RECIPES", "Recipe"]
 
@@ -80,4 +81,8 @@ RECIPES: dict[str, Recipe] = {
                               needs=("fm_mnist",)),
     "distill_mnist": Recipe(distill.build_distill_mnist, distill.train_distill_mnist, "19", "diffusion",
                             needs=("ddpm_mnist",), storage=distill.STORAGE),
+    "shapes_attributes": Recipe(text2image.build_shapes_attributes, text2image.train_shapes_attributes, "20",
+                                "classifier"),
+    "text_shapes": Recipe(text2image.build_text_shapes, text2image.train_text_shapes, "20", "diffusion",
+                          needs=("shapes_attributes",)),
 }
