@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from companion import diffusion as D
-from companion import toys
 from companion import text2image as t2i
+from companion import toys
 
 WORDS = ("a", "small", "large", "red", "green", "blue", "circle", "square", "triangle", "at", "the", "top",
          "bottom", "left", "right")

@@ -16,7 +16,14 @@ import torch
 
 from .. import toys
 from ..profile import Profile, seed_everything
-from ..text2image import AttributeNet, AttributeNetConfig, TextToImage, TextToImageConfig, Tokenizer, attribute_agreement
+from ..text2image import (
+    AttributeNet,
+    AttributeNetConfig,
+    TextToImage,
+    TextToImageConfig,
+    Tokenizer,
+    attribute_agreement,
+)
 from ..train import TensorBatches, train_model
 from ._common import card_info, load_shipped, shipped_sha256
 from .flow_matching import fit_flow
@@ -36,7 +43,7 @@ ATTR_STEPS = {"ci": 5, "cpu": 1500, "gpu": 3000}
 ATTR_EVAL = {"ci": 256, "cpu": 2000, "gpu": 2000}
 ATTR_TRAIN_SEED, ATTR_EVAL_SEED = 0, 1
 T2I_TRAIN = {"ci": 512, "cpu": 20000, "gpu": 20000}
-T2I_STEPS = {"ci": 3, "cpu": 2500, "gpu": 20000}
+T2I_STEPS = {"ci": 3, "cpu": 2000, "gpu": 20000}
 T2I_TRAIN_SEED, T2I_HELDOUT_SEED, T2I_SEEN_SEED = 2, 3, 4
 BATCH = 64
 LR = 2e-3
@@ -47,7 +54,7 @@ CARD_STEPS = {"ci": 2, "cpu": 8, "gpu": 8}
 CARD_GUIDANCES = (1.0, 3.0)
 #: the guidance :func:`companion.generate` uses by default (the card's best)
 CARD_GUIDANCE = 3.0
-CARD_N = {"ci": 32, "cpu": 500, "gpu": 1000}
+CARD_N = {"ci": 32, "cpu": 300, "gpu": 1000}
 CARD_SEED = 0
 
 
