@@ -4,7 +4,7 @@
 is — a VAE or a conditional VAE (chapters 10–11), the VQ-VAE with its code prior (12), a GAN generator (14, 15),
 a DDPM (18: ``sampler="ancestral"`` or ``"ddim"``, ``steps=`` timesteps, default all ``T``), a
 class-conditional flow-matching model (19: ``labels=`` required, ``sampler="euler"``/``"heun"``/``"midpoint"``,
-``steps=``, ``guidance=``, defaults those of ``fm_mnist``'s card), and the later families as they register — given as a module or as a shipped checkpoint's name. It batches,
+``steps=``, ``guidance=``, defaults those of ``fm_mnist``'s card), a text-to-image model (20: ``prompt=`` required, one prompt or one per image; defaults those of ``text_shapes``'s card), and the later families as they register — given as a module or as a shipped checkpoint's name. It batches,
 seeds (the same ``seed`` gives the same images), shows a progress bar for long runs, and refuses an option the
 model cannot take with an error that names what it does accept.
 
@@ -235,7 +235,12 @@ def generate(model: nn.Module | str, n: int, *, labels: int | Sequence[int] | Te
         if labels is None:
             raise ValueError(f"generate: a {fam.name} needs labels= (classes 0..{fam.classes(model) - 1})")
         y = _labels(labels, n, fam.classes(model), fam.name)
-    options = {**fam.defaults, **{k: v for k, v in given.items() if k != "labels"}}
+    if prompt is not None:  # one prompt for all images or one per image, sliced per batch like the labels
+        prompt = [prompt] * n if isinstance(prompt, str) else list(prompt)
+        if len(prompt) != n or not all(isinstance(p, str) for p in prompt):
+            raise ValueError(f"generate: prompt must be one string or {n} strings (one per image), got "
+                             f"{len(prompt)} item(s)")
+    options = {**fam.defaults, **{k: v for k, v in given.items() if k not in ("labels", "prompt")}}
     g = torch.Generator().manual_seed(int(seed))
     noise = fam.latents(model, n, g) if fam.latents is not None else None
     bs = batch_size or min(n, 500)
@@ -251,7 +256,8 @@ def generate(model: nn.Module | str, n: int, *, labels: int | Sequence[int] | Te
         with torch.no_grad():
             for i in starts:
                 j = min(i + bs, n)
-                opts = {**options, **({"latents": noise[i:j]} if noise is not None else {})}
+                opts = {**options, **({"latents": noise[i:j]} if noise is not None else {}),
+                        **({"prompt": prompt[i:j]} if prompt is not None else {})}
                 out.append(fam.draw(model, j - i, None if y is None else y[i:j], g, opts).float().cpu())
     finally:
         model.train(was_training)
@@ -359,3 +365,26 @@ register(LatentFlow, Family("latent flow-matching model", _draw_latent_flow,
                             latents=lambda m, n, g: torch.randn(n, *m.latent_shape(), generator=g),
                             defaults={"sampler": _speedrun_recipe.SAMPLER, "steps": _speedrun_recipe.STEPS,
                                       "guidance": _speedrun_recipe.GUIDANCE}))
+
+
+# --- chapter 20: text-to-image with cross-attention (text_shapes) ---
+from .recipes import text2image as _t2i_recipe  # noqa: E402
+from .text2image import TextToImage  # noqa: E402
+
+
+def _t2i_latents(model: TextToImage, n: int, g: torch.Generator) -> Tensor:
+    c = model.config
+    return torch.randn(n, c.image_channels, c.image_size, c.image_size, generator=g)
+
+
+def _draw_t2i(model: TextToImage, n: int, labels, g, options) -> Tensor:
+    if "prompt" not in options:
+        raise ValueError(f"generate: a text-to-image model needs prompt= (words: {', '.join(model.tokenizer.vocab[2:])})")
+    return model.sample(options["latents"].to(_device(model)), options["prompt"], sampler=options["sampler"],
+                        steps=int(options["steps"]), guidance=float(options["guidance"]))
+
+
+register(TextToImage, Family("text-to-image model", _draw_t2i, accepts=frozenset({"prompt", "sampler", "steps", "guidance"}),
+                             latents=_t2i_latents, defaults={"sampler": _t2i_recipe.CARD_SAMPLER,
+                                                             "steps": _t2i_recipe.CARD_STEPS["cpu"],
+                                                             "guidance": _t2i_recipe.CARD_GUIDANCE}))

@@ -103,6 +103,7 @@ def load_model(name: str, directory: str | os.PathLike | None = None) -> nn.Modu
 
 
 _TOYS_SPEC = re.compile(r"toys\.shapes\((?P<n>\d+), size=(?P<size>\d+), seed=(?P<seed>-?\d+)\)")
+_SCENES_SPEC = re.compile(r"toys\.scenes\((?P<n>\d+), size=(?P<size>\d+), seed=(?P<seed>-?\d+)(?:, split='(?P<split>\w+)')?\)")
 
 
 def seen(name: str, directory: str | os.PathLike | None = None) -> dict[str, str]:
@@ -178,7 +179,9 @@ def heldout(name: str, n: int | None = None, *, exclude: str | list[str] | tuple
     trained on MNIST-test[:8000]), ``x`` float32 ``[N, 1, 28, 28]`` in [0, 1] and labels ``y`` int64 ``[N]``.
     Procedural ``betavae_shapes``: its card's evaluation draw (``toys.shapes(5000, size=32, seed=1)``, a different
     seed from training; ``n`` draws that many with the same seed), ``y`` the factors ``[N, 5]`` (float64, in
-    :data:`companion.toys.shapes_factor_names` order). Introduced in chapter 10.
+    :data:`companion.toys.shapes_factor_names` order). Procedural ``shapes_attributes`` and ``text_shapes`` (chapter
+    20): the draw of :func:`companion.toys.scenes` their card names (``text_shapes``: scenes of the attribute
+    combinations it never trained on), ``y`` the attribute labels ``[N, 4]`` (int64). Introduced in chapter 10.
 
     Args:
         name: a checkpoint whose card has ``seen``.
@@ -191,6 +194,11 @@ def heldout(name: str, n: int | None = None, *, exclude: str | list[str] | tuple
     if match is not None:
         x, f = toys.shapes(n or int(match["n"]), size=int(match["size"]), seed=int(match["seed"]))
         return x, torch.stack([f[k].double() for k in toys.shapes_factor_names], dim=1)
+    match = _SCENES_SPEC.fullmatch(eval_spec)
+    if match is not None:  # chapter 20's scenes: the images and their attribute labels [N, 4]
+        x, labels, _ = toys.scenes(n or int(match["n"]), size=int(match["size"]), seed=int(match["seed"]),
+                                   split=match["split"] or "all")
+        return x, labels
     source, indices = heldout_indices(name, exclude, directory=directory)
     dataset, split = source.rsplit("-", 1)
     loader = {"mnist": data.mnist, "fashion_mnist": data.fashion_mnist, "cifar10": data.cifar10}[dataset]

@@ -28,6 +28,7 @@ from .generation import VQSampler, family_of, generate, load_generative
 from .recipes import RECIPES
 from .score import ScoreNet
 from .speedrun import LatentFlow
+from .text2image import TextToImage
 from .vae_variants import BetaSweep
 
 __all__ = ["GENERATIVE_FAMILIES", "generative_checkpoints", "nfe", "score", "scoreboard_page", "main"]
@@ -59,7 +60,7 @@ def nfe(model: torch.nn.Module, steps: int | None = None, sampler: str | None = 
         return model.prior.config.seq_len + 1  # one prior pass per code, one decoder pass
     if isinstance(model, ScoreNet):  # chapter 17: steps per level at every level, and a final denoising step
         return model.config.levels * (int(steps) if steps is not None else 3) + 1
-    if isinstance(model, (FlowMatching, LatentFlow)):  # the speed-run's latent flow counts as flow matching
+    if isinstance(model, (FlowMatching, LatentFlow, TextToImage)):  # flow-matching samplers, pixels or latents
         per_step = 1 if (sampler or "euler") == "euler" else 2
         guided = 2 if guidance is not None and float(guidance) != 1.0 else 1
         return int(steps or 1) * per_step * guided
@@ -85,8 +86,15 @@ def score(name: str, reference: torch.Tensor, floor_fld: float, n: int = evaluat
     kw = {k: card["metrics"][c] for k, c in (("sampler", "sampler"), ("steps", "sampling_steps"),
                                                         ("steps", "langevin_steps"))
           if k in fam.accepts and c in card.get("metrics", {})}
+    prompts = None
+    if "prompt" in fam.accepts:  # chapter 20: one prompt per image, those of the card's held-out draw
+        from .recipes.text2image import card_prompts
+
+        prompts, attributes = card_prompts(n)
+        kw["prompt"] = prompts
     start = time.perf_counter()
     x = generate(model, n, labels=labels, seed=seed, progress=False, **kw)
+    kw.pop("prompt", None)
     seconds = time.perf_counter() - start
     family = fam.name + (f" ({kw['sampler']}, {kw['steps']} steps)" if "sampler" in kw
                          else f" ({kw['steps']} Langevin steps per level)" if kw and isinstance(model, ScoreNet)
@@ -97,6 +105,10 @@ def score(name: str, reference: torch.Tensor, floor_fld: float, n: int = evaluat
                            "parameters": _parameters(model),
                            "bytes": card["bytes"] + sum(hub.card(d)["bytes"] for d in RECIPES[name].needs
                                                         if isinstance(model, VQSampler))}
+    if prompts is not None:  # agreement: the attribute classifier sees all four attributes of the prompt
+        from .text2image import attribute_agreement
+
+        row["agreement"] = attribute_agreement(hub.load_model("shapes_attributes"), x, attributes)["all"]
     if x.shape[1:] != (1, 28, 28):
         row["note"] = note + f"{'×'.join(map(str, x.shape[1:]))} images of another dataset, not scored against MNIST"
         return row
@@ -146,7 +158,8 @@ def scoreboard_page(rows: list[dict[str, Any]], floor_fld: float, n: int, machin
         "chapter 13's feature network. **FLD/floor** divides by the real-data floor, the FLD of the other "
         f"held-out half against the same reference ({floor_fld:.3f}): a perfect model of the data scores about 1. "
         "**Agreement** is the share of a conditional model's samples that the chapter-04 classifier labels as "
-        "asked; **min class** the smallest share of any digit among the samples (1/10 for perfect balance). "
+        "asked (for the text-to-image model: the share whose shape, colour, size and position the chapter-20 "
+        "attribute classifier reads as the prompt says, for prompts of held-out attribute combinations); **min class** the smallest share of any digit among the samples (1/10 for perfect balance). "
         "**NFE** counts network evaluations per image; the time per image is the sampling time on the machine "
         "named below, in one process, batches of 500.",
         "",

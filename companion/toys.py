@@ -4,6 +4,9 @@ Nothing here reads a file: every set is computed from a ``seed`` and is the same
 
 * :func:`shapes`: binary images of one white shape (square, ellipse, heart) with random scale, rotation and
   position, returned with the factors that generated them (for disentanglement metrics such as MIG);
+* :func:`scenes`: one coloured shape (circle, square, triangle; red, green, blue; small, large; in one of
+  four corners) on black, with its attribute labels and a prompt that says them (``"a small red circle at the
+  top left"``), for the text-to-image model of chapter 20;
 * :func:`eight_gaussians`, :func:`grid_gaussians`, :func:`two_moons`, :func:`swiss_roll`: 2-D point clouds for
   generative models small enough to plot; :func:`ring_centres` and :func:`grid_centres` give the mixtures' means
   (for counting the modes a generator covers, chapter 14).
@@ -20,10 +23,15 @@ import torch
 from ._checks import _positive_int
 
 __all__ = [
+    "SCENE_ATTRIBUTES",
+    "SCENE_SPLITS",
     "eight_gaussians",
     "grid_centres",
     "grid_gaussians",
     "ring_centres",
+    "scene_combos",
+    "scene_prompt",
+    "scenes",
     "shapes",
     "shapes_factor_names",
     "shapes_shape_names",
@@ -127,6 +135,112 @@ def shapes(n: int, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, dict[st
     )
     factors = {"shape": shape, "scale": scale, "rotation": rotation, "pos_x": pos_x, "pos_y": pos_y}
     return images, factors
+
+
+# --------------------------------------------------------------------------------------------------------
+# Coloured scenes with prompts (chapter 20)
+# --------------------------------------------------------------------------------------------------------
+
+#: The four attributes of a :func:`scenes` image and the words for their values (label ``k`` is word ``k``).
+SCENE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "shape": ("circle", "square", "triangle"),
+    "colour": ("red", "green", "blue"),
+    "size": ("small", "large"),
+    "position": ("top left", "top right", "bottom left", "bottom right"),
+}
+#: Which attribute combinations :func:`scenes` draws: all 72, the 62 ``"train"`` ones, or the 10 ``"heldout"`` ones.
+SCENE_SPLITS: tuple[str, ...] = ("all", "train", "heldout")
+
+_SCENE_RADIUS = {0: (0.10, 0.13), 1: (0.18, 0.21)}  # small / large: radius range as a fraction of the width
+_SCENE_CENTRE, _SCENE_JITTER = (0.28, 0.72), 0.03  # quadrant centres (fraction of the width) and their jitter
+
+
+def scene_prompt(shape: int, colour: int, size: int, position: int) -> str:
+    """The prompt of one attribute combination (labels as in :data:`SCENE_ATTRIBUTES`): ``"a small red circle at
+    the top left"``. Introduced in chapter 20."""
+    a = SCENE_ATTRIBUTES
+    return f"a {a['size'][size]} {a['colour'][colour]} {a['shape'][shape]} at the {a['position'][position]}"
+
+
+def scene_combos(split: str = "all") -> torch.Tensor:
+    """The attribute combinations of ``split`` as int64 ``[K, 4]`` rows ``(shape, colour, size, position)``.
+
+    ``"heldout"`` is the 10 combinations with ``(shape + colour + size + position) % 6 == 0``, ``"train"`` the other
+    62; every single value and every pair of values of two attributes occurs in ``"train"``, so a held-out prompt
+    is a new combination of known words. Introduced in chapter 20.
+
+    Raises:
+        ValueError: an unknown ``split``.
+    """
+    if split not in SCENE_SPLITS:
+        raise ValueError(f"scene_combos: split must be one of {SCENE_SPLITS}, got {split!r}")
+    sizes = [len(v) for v in SCENE_ATTRIBUTES.values()]
+    grid = torch.cartesian_prod(*[torch.arange(k) for k in sizes])  # [72, 4], row-major
+    held = grid.sum(1) % 6 == 0
+    return grid if split == "all" else grid[held if split == "heldout" else ~held]
+
+
+def _scene_masks(labels: torch.Tensor, radius: torch.Tensor, centre: torch.Tensor, size: int) -> torch.Tensor:
+    """Inside-tests ``[n, size, size]`` (anti-aliased by 2x2 supersampling) for shapes of ``labels[:, 0]``."""
+    s = 2 * size
+    coords = (torch.arange(s, dtype=torch.float32) + 0.5) / s
+    gx, gy = coords.view(1, 1, s), coords.view(1, s, 1)
+    dx = (gx - centre[:, 0].view(-1, 1, 1)) / radius.view(-1, 1, 1)
+    dy = (gy - centre[:, 1].view(-1, 1, 1)) / radius.view(-1, 1, 1)
+    shape = labels[:, 0].view(-1, 1, 1)
+    circle = dx * dx + dy * dy <= 1.0
+    square = torch.maximum(dx.abs(), dy.abs()) <= 0.85  # about the circle's area
+    # an upright triangle with its apex at the top: inside below the two slanted edges and above the base
+    triangle = (dy <= 0.8) & (dy >= -1.1 + 1.9 * dx.abs() / 1.1)
+    inside = torch.where(shape == 0, circle, torch.where(shape == 1, square, triangle))
+    return torch.nn.functional.avg_pool2d(inside.float().unsqueeze(1), 2).squeeze(1)
+
+
+def scenes(n: int, size: int = 32, seed: int = 0, split: str = "all"
+           ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """RGB images of one coloured shape on black, with their attribute labels and prompts.
+
+    Introduced in chapter 20. Each image draws one combination of :func:`scene_combos` (``split``) uniformly, a
+    radius in the size's range (small 0.10–0.13, large 0.18–0.21 of the width), a centre near its quadrant's
+    centre (0.28 or 0.72 of the width and height, ± 0.03) and a colour whose named channel is in [0.75, 1] and the
+    other two in [0, 0.25]. The whole set is determined by ``seed`` (and ``split``).
+
+    Args:
+        n: number of images.
+        size: image side in pixels (at least 16).
+        seed: random seed.
+        split: ``"all"``, ``"train"`` or ``"heldout"`` (:func:`scene_combos`).
+
+    Returns:
+        ``(images, labels, prompts)``: images float32 ``[n, 3, size, size]`` in [0, 1]; labels int64 ``[n, 4]``
+        (shape, colour, size, position as indices into :data:`SCENE_ATTRIBUTES`); the ``n`` prompt strings.
+
+    Raises:
+        ValueError: ``n`` not positive, ``size`` below 16, or an unknown ``split``.
+    """
+    n = _positive_int(n, "n")
+    size = _positive_int(size, "size")
+    if size < 16:
+        raise ValueError(f"scenes: size must be at least 16 pixels, got {size}")
+    combos = scene_combos(split)
+    gen = torch.Generator().manual_seed(int(seed))
+    labels = combos[torch.randint(0, len(combos), (n,), generator=gen)]
+    u = torch.rand(n, 6, generator=gen)
+    lo = torch.tensor([_SCENE_RADIUS[0][0], _SCENE_RADIUS[1][0]])[labels[:, 2]]
+    hi = torch.tensor([_SCENE_RADIUS[0][1], _SCENE_RADIUS[1][1]])[labels[:, 2]]
+    radius = lo + (hi - lo) * u[:, 0]
+    col, row = labels[:, 3] % 2, labels[:, 3] // 2  # position 0 top left, 1 top right, 2 bottom left, 3 bottom right
+    c0, c1 = _SCENE_CENTRE
+    centre = torch.stack([torch.where(col == 1, c1, c0), torch.where(row == 1, c1, c0)], dim=1)
+    centre = centre + _SCENE_JITTER * (2 * u[:, 1:3] - 1)
+    rgb = 0.25 * u[:, 3:6]
+    rgb[torch.arange(n), labels[:, 1]] = 0.75 + 0.25 * u[torch.arange(n), 3 + labels[:, 1]]
+    chunk = max(1, (1 << 20) // (size * size))
+    masks = torch.cat([_scene_masks(labels[i:i + chunk], radius[i:i + chunk], centre[i:i + chunk], size)
+                       for i in range(0, n, chunk)])
+    images = masks.unsqueeze(1) * rgb.view(n, 3, 1, 1)
+    prompts = [scene_prompt(*map(int, row_)) for row_ in labels]
+    return images, labels, prompts
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -26,8 +26,10 @@ def test_every_shipped_generative_checkpoint_generates(name):
     kwargs = {"labels": [0, 1, 2]} if name == "cvae_mnist" else {"steps": 8} if name == "ddpm_mnist" else {"steps": 1} if name == "score_mnist" else {}
     if name.startswith("fm_"):
         kwargs = {"labels": [0, 1, 2], "steps": 2}
+    if name == "text_shapes":
+        kwargs = {"prompt": "a large red circle at the top left", "steps": 2}
     x = companion.generate(name, 3, progress=False, **kwargs)
-    assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32
+    assert x.shape == ((3, 3, 32, 32) if name == "text_shapes" else (3, 1, 28, 28)) and x.dtype == torch.float32
     assert x.min() >= 0 and x.max() <= 1 and torch.isfinite(x).all()
     again = companion.generate(name, 3, progress=False, **kwargs)
     assert torch.equal(x, again), "the same seed must give the same images"

@@ -8,7 +8,8 @@ name sets the sizes, its device and seed the run) and returns the card fields ``
 :mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``) and
 :mod:`companion.recipes.diffusion`, :mod:`companion.recipes.flows` (``flow_mnist``, ``score_mnist``) and
 :mod:`companion.recipes.flow_matching` (``fm_mnist``, ``fm_reflow_mnist``), :mod:`companion.recipes.speedrun`
-(``speedrun_mnist``, the laptop speed-run).
+(``speedrun_mnist``, the laptop speed-run), :mod:`companion.recipes.text2image` (``shapes_attributes``,
+``text_shapes``).
 Introduced in chapter 02.
 """
 
@@ -21,7 +22,19 @@ from typing import Any
 from torch import nn
 
 from ..profile import Profile
-from . import classifiers, diffusion, distill, evaluation, flow_matching, flows, gans, speedrun, vaes, vqvae
+from . import (
+    classifiers,
+    diffusion,
+    distill,
+    evaluation,
+    flow_matching,
+    flows,
+    gans,
+    speedrun,
+    text2image,
+    vaes,
+    vqvae,
+)
 
 __all__ = ["FAMILIES", "RECIPES", "Recipe"]
 
@@ -83,4 +96,8 @@ RECIPES: dict[str, Recipe] = {
                             needs=("ddpm_mnist",), storage=distill.STORAGE),
     "speedrun_mnist": Recipe(speedrun.build_speedrun_mnist, speedrun.train_speedrun_mnist, "19", "diffusion",
                              needs=("lenet_mnist", "mnist_features"), storage=speedrun.STORAGE),
+    "shapes_attributes": Recipe(text2image.build_shapes_attributes, text2image.train_shapes_attributes, "20",
+                                "classifier"),
+    "text_shapes": Recipe(text2image.build_text_shapes, text2image.train_text_shapes, "20", "diffusion",
+                          needs=("shapes_attributes",)),
 }
