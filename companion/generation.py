@@ -340,3 +340,26 @@ def _draw_distilled_checked(model: DistilledSet, n: int, labels, g, options) -> 
 
 register(DistilledSet, Family("distilled diffusion student", _draw_distilled_checked, accepts=frozenset({"steps"}),
                               latents=_distilled_latents))
+
+
+# --- chapter 20: latent diffusion (latent_dit_mnist: a DiT in the latent of latent_ae_mnist) ---
+from .latent_diffusion import LatentDiffusion  # noqa: E402
+from .recipes import latent as _latent_recipe  # noqa: E402
+
+
+def _ld_latents(model: LatentDiffusion, n: int, g: torch.Generator) -> Tensor:
+    return torch.randn(n, *model.latent_shape, generator=g)
+
+
+def _draw_ld(model: LatentDiffusion, n: int, labels, g, options) -> Tensor:
+    dev = _device(model)
+    return model.sample(options["latents"].to(dev), labels.to(dev), sampler=options["sampler"],
+                        steps=int(options["steps"]), guidance=float(options["guidance"]))
+
+
+register(LatentDiffusion, Family("latent diffusion model", _draw_ld,
+                                 accepts=frozenset({"labels", "sampler", "steps", "guidance"}),
+                                 classes=lambda m: m.num_classes, latents=_ld_latents,
+                                 defaults={"sampler": _latent_recipe.CARD_SAMPLER,
+                                           "steps": _latent_recipe.CARD_STEPS["cpu"],
+                                           "guidance": _latent_recipe.CARD_GUIDANCE}))

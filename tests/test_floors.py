@@ -25,7 +25,7 @@ FLOORS: dict[str, int] = {
                      "estimators", "diffusion"], 1),
     **dict.fromkeys(["data", "toys", "layers", "train"], 2),
     **dict.fromkeys(["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan",
-                     "stable_gan", "flows", "score", "unet", "ddpm", "flow_matching", "distill", "metrics"], 3),
+                     "stable_gan", "flows", "score", "unet", "ddpm", "flow_matching", "distill", "metrics", "latent_diffusion", "dit"], 3),
     "recipes": 4,
     **dict.fromkeys(["hub", "models"], 5),
     "generation": 6,
@@ -36,7 +36,7 @@ PACKAGE_LAZY = {"companion.generation"}
 LEAVES = {"plot", "widgets", "conv_viz", "exercises", "book"}
 #: floor-3 chapter modules in chapter order
 CHAPTERS = ["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan",
-            "stable_gan", "unet", "flows", "score", "ddpm", "flow_matching", "distill"]
+            "stable_gan", "unet", "flows", "score", "ddpm", "flow_matching", "distill", "latent_diffusion", "dit"]
 #: floor-2 modules a model module must not import (``layers`` is allowed)
 NOT_FOR_MODELS = {"data", "toys", "train"}
 

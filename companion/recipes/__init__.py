@@ -7,7 +7,8 @@ name sets the sizes, its device and seed the run) and returns the card fields ``
 :mod:`companion.recipes.classifiers`, :mod:`companion.recipes.vaes`, :mod:`companion.recipes.vqvae` and
 :mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``) and
 :mod:`companion.recipes.diffusion`, :mod:`companion.recipes.flows` (``flow_mnist``, ``score_mnist``) and
-:mod:`companion.recipes.flow_matching` (``fm_mnist``, ``fm_reflow_mnist``).
+:mod:`companion.recipes.flow_matching` (``fm_mnist``, ``fm_reflow_mnist``) and :mod:`companion.recipes.latent`
+(``latent_ae_mnist``, ``latent_dit_mnist``).
 Introduced in chapter 02.
 """
 
@@ -20,12 +21,12 @@ from typing import Any
 from torch import nn
 
 from ..profile import Profile
-from . import classifiers, diffusion, distill, evaluation, flow_matching, flows, gans, vaes, vqvae
+from . import classifiers, diffusion, distill, evaluation, flow_matching, flows, gans, latent, vaes, vqvae
 
 __all__ = ["FAMILIES", "RECIPES", "Recipe"]
 
 #: The kinds of model a recipe can ship.
-FAMILIES = ("classifier", "vae", "vqvae", "prior", "gan", "diffusion", "flow", "score")
+FAMILIES = ("classifier", "vae", "vqvae", "prior", "gan", "diffusion", "flow", "score", "autoencoder")
 
 
 @dataclass(frozen=True)
@@ -80,4 +81,7 @@ RECIPES: dict[str, Recipe] = {
                               needs=("fm_mnist",)),
     "distill_mnist": Recipe(distill.build_distill_mnist, distill.train_distill_mnist, "19", "diffusion",
                             needs=("ddpm_mnist",), storage=distill.STORAGE),
+    "latent_ae_mnist": Recipe(latent.build_latent_ae_mnist, latent.train_latent_ae_mnist, "20", "autoencoder"),
+    "latent_dit_mnist": Recipe(latent.build_latent_dit_mnist, latent.train_latent_dit_mnist, "20", "diffusion",
+                               needs=("latent_ae_mnist", "lenet_mnist")),
 }
