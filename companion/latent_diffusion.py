@@ -154,7 +154,7 @@ def latent_statistics(z: Tensor) -> tuple[float, float]:
 
 
 def latent_scale(z: Tensor) -> float:
-    """The scale factor ``1 / std(z)`` that gives a set of latents unit variance (Rombach et al. 2022, sec. G).
+    """The scale factor ``1 / std(z)`` that gives a set of latents unit variance (Rombach et al. 2022).
 
     Stable Diffusion measured it once on a batch of its autoencoder's latents (``0.18215``) and multiplies
     every latent by it before diffusion and divides by it before decoding. Introduced in chapter 20.
@@ -171,7 +171,8 @@ class LatentDiffusion(nn.Module):
     :mod:`companion.diffusion`'s samplers (classifier-free guided or not) and decodes.
 
     Args:
-        autoencoder: the first stage (its parameters are frozen here).
+        autoencoder: the first stage, frozen: kept in eval mode, and no gradient reaches it (the loss starts
+            from latents that :meth:`to_latent` computed without gradients).
         net: the denoiser, ``net(z_t, t, y) -> velocity`` over latents (a DiT or a U-Net).
         num_classes: labels ``0 .. num_classes - 1``; ``num_classes`` is "no label".
         scale, shift: the latent normalisation (:func:`latent_scale`; ``shift`` 0 as in Stable Diffusion 1-2,
@@ -186,7 +187,7 @@ class LatentDiffusion(nn.Module):
             raise ValueError(f"LatentDiffusion: time_sampling must be one of {TIME_SAMPLINGS}, got {time_sampling!r}")
         if not 0 <= label_dropout < 1:
             raise ValueError(f"LatentDiffusion: label_dropout must be in [0, 1), got {label_dropout}")
-        self.autoencoder = autoencoder.requires_grad_(False).eval()
+        self.autoencoder = autoencoder.eval()
         self.net = net
         self.num_classes, self.label_dropout, self.time_sampling = int(num_classes), float(label_dropout), time_sampling
         self.register_buffer("scale", torch.tensor(float(scale)))

@@ -108,7 +108,7 @@ def test_shipped_latent_autoencoder_reconstructs_held_out_digits():
     from companion import hub
 
     try:
-        x = hub.heldout("latent_ae_mnist", 200).tensors[0]
+        x, _ = hub.heldout("latent_ae_mnist", 200)
     except FileNotFoundError:
         pytest.skip("MNIST is not available here (set COURSE_DATA)")
     card = hub.card("latent_ae_mnist")["metrics"]
