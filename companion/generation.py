@@ -351,13 +351,8 @@ def _ld_latents(model: LatentDiffusion, n: int, g: torch.Generator) -> Tensor:
     return torch.randn(n, *model.latent_shape, generator=g)
 
 
-def _draw_ld(model: LatentDiffusion, n: int, labels, g, options) -> Tensor:
-    dev = _device(model)
-    return model.sample(options["latents"].to(dev), labels.to(dev), sampler=options["sampler"],
-                        steps=int(options["steps"]), guidance=float(options["guidance"]))
-
-
-register(LatentDiffusion, Family("latent diffusion model", _draw_ld,
+# LatentDiffusion.sample takes the arguments of FlowMatching.sample (noise, labels, sampler, steps, guidance)
+register(LatentDiffusion, Family("latent diffusion model", _draw_fm,
                                  accepts=frozenset({"labels", "sampler", "steps", "guidance"}),
                                  classes=lambda m: m.num_classes, latents=_ld_latents,
                                  defaults={"sampler": _latent_recipe.CARD_SAMPLER,
