@@ -362,7 +362,7 @@ def _draw_latent_flow(model: LatentFlow, n: int, labels, g, options) -> Tensor:
 register(LatentFlow, Family("latent flow-matching model", _draw_latent_flow,
                             accepts=frozenset({"labels", "sampler", "steps", "guidance"}),
                             classes=lambda m: m.num_classes,
-                            latents=lambda m, n, g: torch.randn(n, *m.latent_shape(), generator=g),
+                            latents=lambda m, n, g: torch.randn(n, *m.latent_shape, generator=g),
                             defaults={"sampler": _speedrun_recipe.SAMPLER, "steps": _speedrun_recipe.STEPS,
                                       "guidance": _speedrun_recipe.GUIDANCE}))
 
@@ -388,3 +388,20 @@ register(TextToImage, Family("text-to-image model", _draw_t2i, accepts=frozenset
                              latents=_t2i_latents, defaults={"sampler": _t2i_recipe.CARD_SAMPLER,
                                                              "steps": _t2i_recipe.CARD_STEPS["cpu"],
                                                              "guidance": _t2i_recipe.CARD_GUIDANCE}))
+
+# --- chapter 20: latent diffusion (latent_dit_mnist: a DiT in the latent of latent_ae_mnist) ---
+from .latent_diffusion import LatentDiffusion  # noqa: E402
+from .recipes import latent as _latent_recipe  # noqa: E402
+
+
+def _ld_latents(model: LatentDiffusion, n: int, g: torch.Generator) -> Tensor:
+    return torch.randn(n, *model.latent_shape, generator=g)
+
+
+# LatentDiffusion.sample takes the arguments of FlowMatching.sample (noise, labels, sampler, steps, guidance)
+register(LatentDiffusion, Family("latent diffusion model", _draw_fm,
+                                 accepts=frozenset({"labels", "sampler", "steps", "guidance"}),
+                                 classes=lambda m: m.num_classes, latents=_ld_latents,
+                                 defaults={"sampler": _latent_recipe.CARD_SAMPLER,
+                                           "steps": _latent_recipe.CARD_STEPS["cpu"],
+                                           "guidance": _latent_recipe.CARD_GUIDANCE}))

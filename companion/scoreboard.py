@@ -25,6 +25,7 @@ from .ddpm import DDPM
 from .distill import DistilledSet
 from .flow_matching import FlowMatching
 from .generation import VQSampler, family_of, generate, load_generative
+from .latent_diffusion import LatentDiffusion
 from .recipes import RECIPES
 from .score import ScoreNet
 from .speedrun import LatentFlow
@@ -52,7 +53,8 @@ def nfe(model: torch.nn.Module, steps: int | None = None, sampler: str | None = 
 
     A DDPM makes one per visited timestep: ``steps``, or all ``T`` (what :func:`generate` visits by default).
     A flow-matching model makes one per Euler step and two per Heun or midpoint step, doubled by classifier-free
-    guidance (a conditional and an unconditional pass); a distilled student one per step.
+    guidance (a conditional and an unconditional pass); a distilled student one per step; a latent diffusion
+    model as a flow-matching one, plus one decoder pass.
     """
     if isinstance(model, DDPM):
         return int(steps) if steps is not None else model.config.T
@@ -60,6 +62,10 @@ def nfe(model: torch.nn.Module, steps: int | None = None, sampler: str | None = 
         return model.prior.config.seq_len + 1  # one prior pass per code, one decoder pass
     if isinstance(model, ScoreNet):  # chapter 17: steps per level at every level, and a final denoising step
         return model.config.levels * (int(steps) if steps is not None else 3) + 1
+    if isinstance(model, LatentDiffusion):  # chapter 20: the flow's steps in the latent, then one decoder pass
+        per_step = 1 if (sampler or "euler") == "euler" else 2
+        guided = 2 if guidance is not None and float(guidance) != 1.0 else 1
+        return int(steps or 1) * per_step * guided + 1
     if isinstance(model, (FlowMatching, LatentFlow, TextToImage)):  # flow-matching samplers, pixels or latents
         per_step = 1 if (sampler or "euler") == "euler" else 2
         guided = 2 if guidance is not None and float(guidance) != 1.0 else 1

@@ -192,6 +192,7 @@ class LatentFlow(nn.Module):
         z_t = (1 - tb) * z0 + tb * noise
         return (self(z_t, t, y) - (noise - z0)).pow(2).mean()
 
+    @property
     def latent_shape(self) -> tuple[int, int, int]:
         return self.config.shape
 
@@ -214,8 +215,8 @@ class LatentFlow(nn.Module):
         if sampler not in SAMPLERS:
             raise ValueError(f"LatentFlow.sample: sampler must be one of {', '.join(map(repr, SAMPLERS))}, "
                              f"got {sampler!r}")
-        if noise.dim() != 4 or tuple(noise.shape[1:]) != self.latent_shape():
-            raise ValueError(f"LatentFlow.sample: noise must be [B, {', '.join(map(str, self.latent_shape()))}], "
+        if noise.dim() != 4 or tuple(noise.shape[1:]) != self.latent_shape:
+            raise ValueError(f"LatentFlow.sample: noise must be [B, {', '.join(map(str, self.latent_shape))}], "
                              f"got {list(noise.shape)}")
         y = torch.as_tensor(labels, dtype=torch.long, device=noise.device).reshape(-1)
         y = y.expand(noise.shape[0]) if y.numel() == 1 else y

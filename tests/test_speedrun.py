@@ -117,7 +117,7 @@ def test_pixel_ablation_flows_on_the_pixels():
     torch.manual_seed(0)
     m = LatentFlow(SpeedrunConfig(codec_width=8, width=32, depth=1, latent=False, time_sampling="uniform"))
     x = torch.rand(4, 1, 28, 28)
-    assert m.latent_shape() == (1, 28, 28) and torch.allclose(m.decode(m.encode(x)), x, atol=1e-6)
+    assert m.latent_shape == (1, 28, 28) and torch.allclose(m.decode(m.encode(x)), x, atol=1e-6)
     assert m.sample(torch.randn(2, 1, 28, 28), 1, steps=2).shape == (2, 1, 28, 28)
     run = S.fit_speedrun(m, x.round(), torch.arange(4), codec_steps=5, flow_steps=2, progress=False)
     assert run["codec_steps"] == 0 and run["codec_history"] is None

@@ -8,8 +8,8 @@ name sets the sizes, its device and seed the run) and returns the card fields ``
 :mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``) and
 :mod:`companion.recipes.diffusion`, :mod:`companion.recipes.flows` (``flow_mnist``, ``score_mnist``) and
 :mod:`companion.recipes.flow_matching` (``fm_mnist``, ``fm_reflow_mnist``), :mod:`companion.recipes.speedrun`
-(``speedrun_mnist``, the laptop speed-run), :mod:`companion.recipes.text2image` (``shapes_attributes``,
-``text_shapes``).
+(``speedrun_mnist``, the laptop speed-run), :mod:`companion.recipes.latent` (``latent_ae_mnist``,
+``latent_dit_mnist``) and :mod:`companion.recipes.text2image` (``shapes_attributes``, ``text_shapes``).
 Introduced in chapter 02.
 """
 
@@ -30,6 +30,7 @@ from . import (
     flow_matching,
     flows,
     gans,
+    latent,
     speedrun,
     text2image,
     vaes,
@@ -39,7 +40,7 @@ from . import (
 __all__ = ["FAMILIES", "RECIPES", "Recipe"]
 
 #: The kinds of model a recipe can ship.
-FAMILIES = ("classifier", "vae", "vqvae", "prior", "gan", "diffusion", "flow", "score")
+FAMILIES = ("classifier", "vae", "vqvae", "prior", "gan", "diffusion", "flow", "score", "autoencoder")
 
 
 @dataclass(frozen=True)
@@ -100,4 +101,7 @@ RECIPES: dict[str, Recipe] = {
                                 "classifier"),
     "text_shapes": Recipe(text2image.build_text_shapes, text2image.train_text_shapes, "20", "diffusion",
                           needs=("shapes_attributes",)),
+    "latent_ae_mnist": Recipe(latent.build_latent_ae_mnist, latent.train_latent_ae_mnist, "20", "autoencoder"),
+    "latent_dit_mnist": Recipe(latent.build_latent_dit_mnist, latent.train_latent_dit_mnist, "20", "diffusion",
+                               needs=("latent_ae_mnist", "lenet_mnist")),
 }

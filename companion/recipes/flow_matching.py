@@ -63,16 +63,18 @@ def build_fm_reflow_mnist() -> FlowMatching:
 def fit_flow(model: FlowMatching, images: torch.Tensor, labels: torch.Tensor, *, steps: int,
              noise: torch.Tensor | None = None, batch_size: int = BATCH, lr: float = LR, ema: float | None = EMA,
              seed: int = 0, device: str | torch.device | None = None, desc: str = "flow matching",
-             log_every: int = 10, progress: bool = True) -> History:
+             log_every: int = 10, progress: bool = True, to_range: bool = True) -> History:
     """Train ``model`` with its flow-matching loss on ``images [N, 1, 28, 28]`` in ``[0, 1]`` and ``labels [N]``.
 
     Adam, the learning rate cosine-decayed from ``lr`` to 0, shuffled batches (seed ``seed``); times, noise and
     label dropout from a generator seeded ``seed + 1``. With ``noise [N, 1, 28, 28]`` each image is paired with
     its own noise (reflow's couplings) instead of a fresh draw. With ``ema`` the averaged weights are what
-    ``model`` holds afterwards. Returns the :class:`companion.train.History`.
+    ``model`` holds afterwards. With ``to_range=False`` the data are used as given (latents, chapter 20).
+    Returns the :class:`companion.train.History`.
     """
     g = torch.Generator().manual_seed(seed + 1)
-    x = to_model_range(images.float()) if noise is None else images.float()  # reflow pairs are in [-1, 1] already
+    # reflow pairs are in [-1, 1] already, latents in their own scale
+    x = to_model_range(images.float()) if noise is None and to_range else images.float()
     y = labels.long()
     index = torch.arange(len(x))
 
