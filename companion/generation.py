@@ -340,3 +340,17 @@ def _draw_distilled_checked(model: DistilledSet, n: int, labels, g, options) -> 
 
 register(DistilledSet, Family("distilled diffusion student", _draw_distilled_checked, accepts=frozenset({"steps"}),
                               latents=_distilled_latents))
+
+
+# --- chapter 16: the class-conditional GAN (cgan_mnist) and the style-based generator (stylegan_mnist) ---
+from .cond_gan import CondGenerator, StyleGenerator  # noqa: E402
+
+
+def _draw_cond_gan(model: CondGenerator, n: int, labels, g, options) -> Tensor:
+    dev = _device(model)
+    return model(options["latents"].to(dev), labels.to(dev))
+
+
+register(CondGenerator, Family("class-conditional GAN generator", _draw_cond_gan, accepts=frozenset({"labels"}),
+                               classes=lambda m: m.num_classes, latents=_gan_latents))
+register(StyleGenerator, Family("style-based GAN generator", _draw_gan, latents=_gan_latents))
