@@ -342,15 +342,19 @@ def modulated_conv2d(x: Tensor, weight: Tensor, style: Tensor, demodulate: bool 
 
 class NoiseInput(nn.Module):
     """Adds per-pixel Gaussian noise times a learned per-channel strength (starts at 0): StyleGAN's source of
-    stochastic detail (Karras et al. 2019, sec. 3.2). ``noise`` can be passed to fix it. Introduced in chapter 16."""
+    stochastic detail (Karras et al. 2019, sec. 3.2). ``noise`` can be passed to fix it. In training mode the noise
+    is fresh on every call; in eval mode it is one constant map (seed 0, the same for every example: StyleGAN2's
+    ``noise_mode="const"``), so that the same ``z`` always gives the same image. Introduced in chapter 16."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.strength = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
-        if noise is None:
+        if noise is None and self.training:
             noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+        elif noise is None:
+            noise = torch.randn(1, 1, *x.shape[2:], generator=torch.Generator().manual_seed(0)).to(x)
         return x + self.strength[None, :, None, None] * noise
 
 

@@ -36,7 +36,7 @@ PACKAGE_LAZY = {"companion.generation"}
 LEAVES = {"plot", "widgets", "conv_viz", "exercises", "book"}
 #: floor-3 chapter modules in chapter order
 CHAPTERS = ["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan",
-            "stable_gan", "unet", "flows", "score", "ddpm", "flow_matching", "distill"]
+            "stable_gan", "cond_gan", "unet", "flows", "score", "ddpm", "flow_matching", "distill"]
 #: floor-2 modules a model module must not import (``layers`` is allowed)
 NOT_FOR_MODELS = {"data", "toys", "train"}
 

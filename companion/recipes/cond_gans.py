@@ -35,17 +35,17 @@ from .vqvae import build_vqvae_mnist
 
 #: ``cgan_mnist``: a 64-dimensional latent, 32 channels at 14x14 (64 at 7x7) on both sides, spectral norm in D.
 CGAN_CONFIG = CondGANConfig(latent_dim=64, g_channels=32, d_channels=32, spectral=True)
-CGAN_STEPS = {"ci": 20, "cpu": 4000, "gpu": 20000}
+CGAN_STEPS = {"ci": 20, "cpu": 2500, "gpu": 20000}
 CGAN_LR, CGAN_BETAS, BATCH = 2e-4, (0.5, 0.999), 64
 #: ``stylegan_mnist``: z and w of 64, a three-layer mapping network, 32/32/16 channels at 7/14/28 pixels, against
 #: chapter 15's batch-norm-free critic (32 and 64 channels), non-saturating loss with R1, batch 32.
 STYLE_CONFIG = StyleConfig(latent_dim=64, w_dim=64, mapping_depth=3, channels=(32, 32, 16), mixing=0.5)
 STYLE_CRITIC = StableGANConfig(d_channels=32, spectral=False)
-STYLE_STEPS = {"ci": 20, "cpu": 2000, "gpu": 20000}
+STYLE_STEPS = {"ci": 20, "cpu": 1200, "gpu": 20000}
 STYLE_LR, STYLE_BETAS, STYLE_R1, STYLE_BATCH = 5e-4, (0.0, 0.99), 1.0, 32
 #: ``vqgan_mnist``: the patch discriminator's width, the loss weights and the fine-tuning steps.
 VQGAN_PATCH_CHANNELS = 16
-VQGAN_STEPS = {"ci": 10, "cpu": 1500, "gpu": 5000}
+VQGAN_STEPS = {"ci": 10, "cpu": 600, "gpu": 5000}
 VQGAN_PERCEPTUAL, VQGAN_GAN_WEIGHT, VQGAN_LR = 1.0, 0.5, 2e-4
 #: how the cards' samples are drawn (balanced labels i % 10 for the conditional model)
 CARD_SEED = 1234
