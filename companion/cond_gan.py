@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from .batching import check_input
 from .gan import dcgan_init
+from .losses import adaptive_weight, perceptual_distance
 from .stable_gan import spectral_norm
 
 __all__ = [
@@ -183,7 +184,9 @@ class CondGANConfig:
 
     ``latent_dim``: size of ``z``; ``g_channels``: the generator's 14x14 channels (twice as many at 7x7);
     ``d_channels``: the discriminator's 14x14 channels (twice as many at 7x7); ``num_classes``; ``attention``:
-    a :class:`SelfAttention` block at 14x14 on both sides. Introduced in chapter 16.
+    a :class:`SelfAttention` block at 14x14 on both sides; ``spectral``: spectral norm on the discriminator's
+    convolutions; ``concat_label``: the generator also reads a one-hot label next to ``z`` in its first layer
+    (Mirza & Osindero's conditioning, BigGAN's "shared embedding" concatenated to ``z``). Introduced in chapter 16.
     """
 
     latent_dim: int = 64
@@ -193,6 +196,7 @@ class CondGANConfig:
     in_channels: int = 1
     attention: bool = False
     spectral: bool = True
+    concat_label: bool = False
 
     def __post_init__(self) -> None:
         if min(self.latent_dim, self.g_channels, self.d_channels, self.in_channels) < 1 or self.num_classes < 2:
@@ -210,7 +214,7 @@ class CondGANConfig:
 class CondGenerator(nn.Module):
     """A class-conditional DCGAN generator: ``(z [B, latent_dim], y [B]) -> x [B, 1, 28, 28]`` in ``[0, 1]``.
 
-    ``Linear -> [B, 2c, 7, 7] -> CBN -> ReLU -> ConvT 4x4/2 (14x14, c) -> CBN -> ReLU -> [self-attention] ->
+    ``[z, one-hot y] -> Linear -> [B, 2c, 7, 7] -> CBN -> ReLU -> ConvT 4x4/2 (14x14, c) -> CBN -> ReLU -> [self-attention] ->
     ConvT 4x4/2 (28x28) -> sigmoid``: chapter 14's generator with every batch norm made class-conditional
     (:class:`ConditionalBatchNorm2d`), so the label enters at every resolution. Introduced in chapter 16.
     """
@@ -220,7 +224,7 @@ class CondGenerator(nn.Module):
         self.config = c = config or CondGANConfig()
         self.latent_dim, self.num_classes = c.latent_dim, c.num_classes
         h = c.g_channels
-        self.project = nn.Linear(c.latent_dim, 2 * h * 7 * 7, bias=False)
+        self.project = nn.Linear(c.latent_dim + (c.num_classes if c.concat_label else 0), 2 * h * 7 * 7, bias=False)
         self.bn1 = ConditionalBatchNorm2d(2 * h, c.num_classes)
         self.up1 = nn.ConvTranspose2d(2 * h, h, 4, stride=2, padding=1, bias=False)  # 7 -> 14
         self.bn2 = ConditionalBatchNorm2d(h, c.num_classes)
@@ -231,6 +235,8 @@ class CondGenerator(nn.Module):
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
         check_input("CondGenerator", "z", z, (None, self.latent_dim), like=self.project.weight)
+        if self.config.concat_label:
+            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
         h = self.project(z).view(z.shape[0], 2 * self.config.g_channels, 7, 7)
         h = self.up1(F.relu(self.bn1(h, y)))  # [B, c, 14, 14]
         h = self.attn(F.relu(self.bn2(h, y)))
@@ -723,22 +729,6 @@ def cycle_loss(g_ab: nn.Module, g_ba: nn.Module, a: Tensor, b: Tensor) -> Tensor
     Without it nothing ties a translated image to its source: any map onto the other domain fools the
     discriminator. Introduced in chapter 16."""
     return (g_ba(g_ab(a)) - a).abs().mean() + (g_ab(g_ba(b)) - b).abs().mean()
-
-
-def perceptual_distance(features: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """A perceptual loss: the mean squared distance between ``features(x)`` and ``features(y)`` (a frozen network's
-    feature maps), per example averaged; VQGAN (Esser et al. 2021) uses LPIPS, a VGG's features. Introduced in
-    chapter 16."""
-    return (features(x) - features(y)).pow(2).flatten(1).mean(1).mean()
-
-
-def adaptive_weight(rec_loss: Tensor, gan_loss: Tensor, last_layer: Tensor, max_weight: float = 1e4) -> Tensor:
-    """VQGAN's adaptive weight of the adversarial term (Esser et al. 2021, eq. 7):
-    ``lambda = |grad_L L_rec| / (|grad_L L_GAN| + 1e-4)`` at the decoder's last layer ``L``, so that neither loss
-    swamps the other whatever their scales. Returned detached. Introduced in chapter 16."""
-    (g_rec,) = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
-    (g_gan,) = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)
-    return (g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0, max_weight).detach()
 
 
 def sharpness(x: Tensor) -> Tensor:

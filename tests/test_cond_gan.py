@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from companion import cond_gan as cg
 from companion import data, evaluation, hub
-from companion import stable_gan as sg
 from companion.generation import generate
 from companion.train import train_cyclegan, train_gan, train_vqgan
 

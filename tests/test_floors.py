@@ -25,7 +25,7 @@ FLOORS: dict[str, int] = {
                      "estimators", "diffusion"], 1),
     **dict.fromkeys(["data", "toys", "layers", "train"], 2),
     **dict.fromkeys(["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan",
-                     "stable_gan", "flows", "score", "unet", "ddpm", "flow_matching", "distill", "metrics"], 3),
+                     "stable_gan", "cond_gan", "flows", "score", "unet", "ddpm", "flow_matching", "distill", "metrics"], 3),
     "recipes": 4,
     **dict.fromkeys(["hub", "models"], 5),
     "generation": 6,

@@ -186,7 +186,7 @@ def train_gan(
             fake_logits = D(fake_x, fake_y)
             loss_d = d_loss_fn(real_logits, fake_logits)
             pen = None
-            critic = discriminator if (real_y is None and augment is None) else (lambda t: D(t, real_y))
+            critic = discriminator if (real_y is None and augment is None) else (lambda t, y=real_y: D(t, y))
             if penalty == "gp":
                 pen = penalty_weight * gradient_penalty(critic, real_x, fake_x, generator=g)
             elif penalty == "r1":
@@ -333,13 +333,12 @@ def train_vqgan(
     ``L1(x_hat, x) + perceptual_weight * |features(x_hat) - features(x)|^2 + lambda * gan_weight * (-log D(x_hat))``
 
     with ``x_hat = sigmoid(decoder(z_q))``, ``D`` a patch discriminator trained with the standard loss on real ``x``
-    against ``x_hat``, and ``lambda`` VQGAN's adaptive weight (:func:`companion.cond_gan.adaptive_weight`) at the
+    against ``x_hat``, and ``lambda`` VQGAN's adaptive weight (:func:`companion.losses.adaptive_weight`) at the
     decoder's last layer. ``features`` is a frozen network (a function of images). ``gan_weight=0`` gives the same
     fine-tuning without the adversary, the controlled comparison. Logs ``rec``, ``perceptual``, ``g_loss``,
     ``d_loss``, ``lambda``. Introduced in chapter 16.
     """
-    from ..cond_gan import adaptive_weight, perceptual_distance
-    from ..losses import generator_loss_non_saturating
+    from ..losses import adaptive_weight, generator_loss_non_saturating, perceptual_distance
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
