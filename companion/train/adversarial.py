@@ -233,6 +233,13 @@ def train_gan(
     return history
 
 
+def _endless(batches: TensorBatches, device: torch.device) -> Iterator[Tensor]:
+    """The batches of ``batches`` on ``device``, pass after pass (a fresh permutation each time)."""
+    while True:
+        for (xb,) in batches:
+            yield xb.to(device)
+
+
 def train_cyclegan(
     g_ab: nn.Module,
     g_ba: nn.Module,
@@ -273,12 +280,7 @@ def train_cyclegan(
     opt_g = torch.optim.Adam([*g_ab.parameters(), *g_ba.parameters()], lr=lr, betas=betas)
     opt_d = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], lr=lr, betas=betas)
 
-    def stream(batches: TensorBatches) -> Iterator[Tensor]:
-        while True:
-            for (xb,) in batches:
-                yield xb.to(device)
-
-    sa, sb = stream(batches_a), stream(batches_b)
+    sa, sb = _endless(batches_a, device), _endless(batches_b, device)
     history = History()
     started = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=True)
@@ -356,12 +358,7 @@ def train_vqgan(
     opt_g = torch.optim.Adam(vqvae.decoder.parameters(), lr=lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
 
-    def stream() -> Iterator[Tensor]:
-        while True:
-            for (xb,) in batches:
-                yield xb.to(device)
-
-    reals = stream()
+    reals = _endless(batches, device)
     history = History()
     started = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=True)
