@@ -36,7 +36,7 @@ from .vqvae import build_vqvae_mnist
 #: ``cgan_mnist``: a 64-dimensional latent, 32 channels at 14x14 (64 at 7x7) on both sides, spectral norm in D, the
 #: one-hot label also concatenated to z.
 CGAN_CONFIG = CondGANConfig(latent_dim=64, g_channels=32, d_channels=32, spectral=True, concat_label=True)
-CGAN_STEPS = {"ci": 20, "cpu": 5000, "gpu": 20000}
+CGAN_STEPS = {"ci": 20, "cpu": 8000, "gpu": 20000}
 CGAN_LR, CGAN_BETAS, BATCH = 2e-4, (0.5, 0.999), 64
 #: ``stylegan_mnist``: z and w of 64, a three-layer mapping network, 32/32/16 channels at 7/14/28 pixels, against
 #: chapter 15's batch-norm-free critic (32 and 64 channels), non-saturating loss with R1, batch 32.
