@@ -405,3 +405,16 @@ register(LatentDiffusion, Family("latent diffusion model", _draw_fm,
                                  defaults={"sampler": _latent_recipe.CARD_SAMPLER,
                                            "steps": _latent_recipe.CARD_STEPS["cpu"],
                                            "guidance": _latent_recipe.CARD_GUIDANCE}))
+
+# --- chapter 16: the class-conditional GAN (cgan_mnist) and the style-based generator (stylegan_mnist) ---
+from .cond_gan import CondGenerator, StyleGenerator  # noqa: E402
+
+
+def _draw_cond_gan(model: CondGenerator, n: int, labels, g, options) -> Tensor:
+    dev = _device(model)
+    return model(options["latents"].to(dev), labels.to(dev))
+
+
+register(CondGenerator, Family("class-conditional GAN generator", _draw_cond_gan, accepts=frozenset({"labels"}),
+                               classes=lambda m: m.num_classes, latents=_gan_latents))
+register(StyleGenerator, Family("style-based GAN generator", _draw_gan, latents=_gan_latents))

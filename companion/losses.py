@@ -26,6 +26,7 @@ exp(logvar)``); Bernoulli pixels by their logits (``p = sigmoid(logits)``), whic
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,8 @@ __all__ = [
     "discriminator_loss",
     "generator_loss_minimax",
     "generator_loss_non_saturating",
+    "adaptive_weight",
+    "perceptual_distance",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -514,3 +517,22 @@ GENERATOR_LOSSES.update({"lsgan": lsgan_generator_loss, "wasserstein": wasserste
 #: The discriminator (critic) losses by name; ``companion.train.train_gan`` pairs each generator loss with one.
 DISCRIMINATOR_LOSSES = {"non_saturating": discriminator_loss, "minimax": discriminator_loss,
                         "lsgan": lsgan_discriminator_loss, "wasserstein": wasserstein_critic_loss}
+
+
+# --- chapter 16: VQGAN's reconstruction terms ---
+
+
+def perceptual_distance(features: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> Tensor:
+    """A perceptual loss: the mean squared distance between ``features(x)`` and ``features(y)`` (a frozen network's
+    feature maps), per example averaged; VQGAN (Esser et al. 2021) uses LPIPS, a VGG's features. Introduced in
+    chapter 16."""
+    return (features(x) - features(y)).pow(2).flatten(1).mean(1).mean()
+
+
+def adaptive_weight(rec_loss: Tensor, gan_loss: Tensor, last_layer: Tensor, max_weight: float = 1e4) -> Tensor:
+    """VQGAN's adaptive weight of the adversarial term (Esser et al. 2021, eq. 7):
+    ``lambda = |grad_L L_rec| / (|grad_L L_GAN| + 1e-4)`` at the decoder's last layer ``L``, so that neither loss
+    swamps the other whatever their scales. Returned detached. Introduced in chapter 16."""
+    (g_rec,) = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
+    (g_gan,) = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)
+    return (g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0, max_weight).detach()

@@ -112,11 +112,14 @@ class SpectralNorm(nn.Module):
 
     def forward(self, weight: Tensor) -> Tensor:
         w = weight.flatten(1)  # [out, in*kh*kw]
+        u, v = self._u, self._v
         if self.training:
             _, u, v = power_iteration(w, self._u, self._v, self.n_power_iterations, self.eps)
             self._u.copy_(u)
             self._v.copy_(v)
-        sigma = torch.dot(self._u, w @ self._v)
+            # sigma from the fresh copies, not the buffers: the next forward updates the buffers in place, which
+            # would invalidate this forward's graph when a step runs the module twice before backward
+        sigma = torch.dot(u, w @ v)
         return weight / sigma
 
 

@@ -25,8 +25,8 @@ FLOORS: dict[str, int] = {
                      "estimators", "diffusion"], 1),
     **dict.fromkeys(["data", "toys", "layers", "train"], 2),
     **dict.fromkeys(["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan",
-                     "stable_gan", "flows", "score", "unet", "ddpm", "flow_matching", "distill", "speedrun", "metrics",
-                     "latent_diffusion", "dit", "text2image"], 3),
+                     "stable_gan", "cond_gan", "flows", "score", "unet", "ddpm", "flow_matching", "distill", "speedrun",
+                     "metrics", "latent_diffusion", "dit", "text2image"], 3),
     "recipes": 4,
     **dict.fromkeys(["hub", "models"], 5),
     "generation": 6,
@@ -37,8 +37,8 @@ PACKAGE_LAZY = {"companion.generation"}
 LEAVES = {"plot", "widgets", "conv_viz", "exercises", "book"}
 #: floor-3 chapter modules in chapter order
 CHAPTERS = ["mlp", "cnn", "vgg", "resnet", "vit", "autoencoder", "vae", "vae_variants", "vqvae", "evaluation", "gan",
-            "stable_gan", "unet", "flows", "score", "ddpm", "flow_matching", "distill", "speedrun", "latent_diffusion",
-            "dit", "text2image"]
+            "stable_gan", "cond_gan", "unet", "flows", "score", "ddpm", "flow_matching", "distill", "speedrun",
+            "latent_diffusion", "dit", "text2image"]
 #: floor-2 modules a model module must not import (``layers`` is allowed)
 NOT_FOR_MODELS = {"data", "toys", "train"}
 

@@ -23,8 +23,8 @@ def test_every_shipped_generative_checkpoint_generates(name):
         x = companion.generate(sweep[sweep.betas[0]], 3, progress=False)
         assert x.shape == (3, 1, 32, 32)
         return
-    kwargs = {"labels": [0, 1, 2]} if name == "cvae_mnist" else {"steps": 8} if name == "ddpm_mnist" else {"steps": 1} if name == "score_mnist" else {}
-    if name.startswith(("fm_", "latent_")):
+    kwargs = {"labels": [0, 1, 2]} if name in ("cvae_mnist", "cgan_mnist") else {"steps": 8} if name == "ddpm_mnist" else {"steps": 1} if name == "score_mnist" else {}
+    if name.startswith(("fm_", "latent_", "speedrun_")):
         kwargs = {"labels": [0, 1, 2], "steps": 2}
     if name == "text_shapes":
         kwargs = {"prompt": "a large red circle at the top left", "steps": 2}

@@ -5,8 +5,9 @@ into) and ``train(profile: Profile) -> (model, info)`` trains it at a :class:`co
 name sets the sizes, its device and seed the run) and returns the card fields ``description``, ``data``,
 ``steps`` and ``metrics``. ``companion.hub`` saves the result with a card and loads it back. The code lives in
 :mod:`companion.recipes.classifiers`, :mod:`companion.recipes.vaes`, :mod:`companion.recipes.vqvae` and
-:mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``) and
-:mod:`companion.recipes.diffusion`, :mod:`companion.recipes.flows` (``flow_mnist``, ``score_mnist``) and
+:mod:`companion.recipes.evaluation`, :mod:`companion.recipes.gans` (``dcgan_mnist``, ``wgangp_mnist``),
+:mod:`companion.recipes.cond_gans` (``cgan_mnist``, ``stylegan_mnist``, ``vqgan_mnist``),
+:mod:`companion.recipes.diffusion`, :mod:`companion.recipes.flows` (``flow_mnist``, ``score_mnist``),
 :mod:`companion.recipes.flow_matching` (``fm_mnist``, ``fm_reflow_mnist``), :mod:`companion.recipes.speedrun`
 (``speedrun_mnist``, the laptop speed-run), :mod:`companion.recipes.latent` (``latent_ae_mnist``,
 ``latent_dit_mnist``) and :mod:`companion.recipes.text2image` (``shapes_attributes``, ``text_shapes``).
@@ -24,6 +25,7 @@ from torch import nn
 from ..profile import Profile
 from . import (
     classifiers,
+    cond_gans,
     diffusion,
     distill,
     evaluation,
@@ -87,6 +89,12 @@ RECIPES: dict[str, Recipe] = {
     "dcgan_mnist": Recipe(gans.build_dcgan_mnist, gans.train_dcgan_mnist, "14", "gan", needs=("lenet_mnist",)),
     "wgangp_mnist": Recipe(gans.build_wgangp_mnist, gans.train_wgangp_mnist, "15", "gan",
                            needs=("lenet_mnist", "mnist_features")),
+    "cgan_mnist": Recipe(cond_gans.build_cgan_mnist, cond_gans.train_cgan_mnist, "16", "gan",
+                         needs=("lenet_mnist", "mnist_features")),
+    "stylegan_mnist": Recipe(cond_gans.build_stylegan_mnist, cond_gans.train_stylegan_mnist, "16", "gan",
+                             needs=("lenet_mnist", "mnist_features")),
+    "vqgan_mnist": Recipe(cond_gans.build_vqgan_mnist, cond_gans.train_vqgan_mnist, "16", "vqvae",
+                          needs=("vqvae_mnist", "lenet_mnist", "mnist_features")),
     "flow_mnist": Recipe(flows.build_flow_mnist, flows.train_flow_mnist, "17", "flow"),
     "score_mnist": Recipe(flows.build_score_mnist, flows.train_score_mnist, "17", "score"),
     "ddpm_mnist": Recipe(diffusion.build_ddpm_mnist, diffusion.train_ddpm_mnist, "18", "diffusion"),

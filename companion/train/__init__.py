@@ -20,12 +20,13 @@ import fit``):
   :func:`smooth`;
 * ``train.wrappers`` — :func:`train_model`, :func:`train_classifier`, :class:`TensorBatches`, ``SCHEDULES``;
 * ``train.generative`` — :func:`train_autoencoder`, :func:`train_vae`, :func:`train_vqvae`, :func:`train_prior`;
-* ``train.adversarial`` — :func:`train_gan` (two optimisers, its own short loop).
+* ``train.adversarial`` — :func:`train_gan` (two optimisers, its own short loop), :func:`train_cyclegan` and
+  :func:`train_vqgan` (16).
 
 Introduced in chapter 02.
 """
 
-from .adversarial import train_gan
+from .adversarial import train_cyclegan, train_gan, train_vqgan
 from .evaluation import accuracy, count_parameters, evaluate_classifier, predict, smooth
 from .generative import train_autoencoder, train_prior, train_vae, train_vqvae
 from .loop import DivergenceError, History, fit
@@ -44,9 +45,11 @@ __all__ = [
     "smooth",
     "train_autoencoder",
     "train_classifier",
+    "train_cyclegan",
     "train_gan",
     "train_model",
     "train_prior",
     "train_vae",
+    "train_vqgan",
     "train_vqvae",
 ]

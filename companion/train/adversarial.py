@@ -22,7 +22,7 @@ from ..profile import seed_everything
 from .loop import DivergenceError, History
 from .wrappers import TensorBatches
 
-__all__ = ["train_gan"]
+__all__ = ["train_cyclegan", "train_gan", "train_vqgan"]
 
 
 def train_gan(
@@ -48,6 +48,8 @@ def train_gan(
     penalty: str | Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
     penalty_weight: float = 10.0,
     clip: float | None = None,
+    conditional: bool = False,
+    augment: Callable[[Tensor], Tensor] | None = None,
 ) -> History:
     """Train a GAN for ``steps`` generator updates, each after ``d_steps`` discriminator updates (Goodfellow et
     al. 2014, Algorithm 1); returns the :class:`History`.
@@ -70,6 +72,15 @@ def train_gan(
       ``penalty(D, real, fake) -> scalar`` is added times ``penalty_weight``;
     * ``clip``: after every discriminator update clamp each of its parameters to ``[-clip, clip]`` (the original
       WGAN's weight clipping, Arjovsky et al. 2017, Algorithm 1).
+
+    Chapter 16's options:
+
+    * ``conditional=True``: ``data`` must be a ``TensorDataset`` of images and int64 labels; the generator is
+      called as ``generator(z, y)`` with labels ``y`` drawn uniformly from ``generator.num_classes`` classes, the
+      discriminator as ``discriminator(x, y)`` with each batch's own labels (the real labels for the reals);
+    * ``augment``: a differentiable map applied to every batch the discriminator sees, real and fake, in both
+      players' updates (ADA, :class:`companion.cond_gan.ADAugment`); if it has an ``observe`` method, it is
+      called with the real logits after each discriminator update (the controller of ``p``).
 
     Both players use Adam with ``betas`` (the DCGAN choice ``(0.5, 0.999)``), learning rate ``lr`` (``d_lr`` for
     D when given). The models are duck-typed: ``generator(z [B, latent_dim]) -> x``, ``discriminator(x) ->
@@ -123,17 +134,43 @@ def train_gan(
     generator.to(device).train()
     discriminator.to(device).train()
     g = torch.Generator().manual_seed(seed)  # every batch order and every z
-    real_batches = TensorBatches(as_images(data), batch_size, generator=g)
+    if conditional:
+        tensors = getattr(data, "tensors", None)
+        if tensors is None or len(tensors) < 2:
+            raise ValueError("train_gan(conditional=True) needs a TensorDataset of (images, labels)")
+        num_classes = getattr(generator, "num_classes", None)
+        if num_classes is None:
+            raise ValueError("train_gan(conditional=True): the generator needs a .num_classes attribute")
+        real_batches = TensorBatches(torch.arange(len(tensors[0])), batch_size, generator=g)
+        images_, labels_ = tensors[0], tensors[1].long()
+    else:
+        real_batches = TensorBatches(as_images(data), batch_size, generator=g)
+    aug = augment if augment is not None else (lambda t: t)
+    observe = getattr(augment, "observe", None)
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=d_lr if d_lr is not None else lr, betas=betas)
 
-    def real_stream() -> Iterator[Tensor]:
+    def real_stream() -> Iterator[tuple[Tensor, Tensor | None]]:
         while True:
             for (xb,) in real_batches:
-                yield xb.to(device, non_blocking=True)
+                if conditional:
+                    yield images_[xb].to(device, non_blocking=True), labels_[xb].to(device, non_blocking=True)
+                else:
+                    yield xb.to(device, non_blocking=True), None
 
     def noise() -> Tensor:
         return torch.randn(real_batches.batch_size, latent_dim, generator=g).to(device)
+
+    def fake_labels() -> Tensor | None:
+        if not conditional:
+            return None
+        return torch.randint(num_classes, (real_batches.batch_size,), generator=g).to(device)
+
+    def G(z: Tensor, y: Tensor | None) -> Tensor:
+        return generator(z) if y is None else generator(z, y)
+
+    def D(x: Tensor, y: Tensor | None) -> Tensor:
+        return discriminator(aug(x)) if y is None else discriminator(aug(x), y)
 
     reals = real_stream()
     history = History()
@@ -142,18 +179,20 @@ def train_gan(
     for step in range(1, steps + 1):
         # 1. the discriminator: d_steps updates on fresh real and fake batches (the fakes are constants for D)
         for _ in range(d_steps):
-            real_x = next(reals)
-            fake_x = generator(noise()).detach()
-            real_logits = discriminator(real_x)
-            fake_logits = discriminator(fake_x)
+            real_x, real_y = next(reals)
+            fake_y = fake_labels()
+            fake_x = G(noise(), fake_y).detach()
+            real_logits = D(real_x, real_y)
+            fake_logits = D(fake_x, fake_y)
             loss_d = d_loss_fn(real_logits, fake_logits)
             pen = None
+            critic = discriminator if (real_y is None and augment is None) else (lambda t, y=real_y: D(t, y))
             if penalty == "gp":
-                pen = penalty_weight * gradient_penalty(discriminator, real_x, fake_x, generator=g)
+                pen = penalty_weight * gradient_penalty(critic, real_x, fake_x, generator=g)
             elif penalty == "r1":
-                pen = penalty_weight / 2 * r1_penalty(discriminator, real_x)
+                pen = penalty_weight / 2 * r1_penalty(critic, real_x)
             elif penalty is not None:
-                pen = penalty_weight * penalty(discriminator, real_x, fake_x)
+                pen = penalty_weight * penalty(critic, real_x, fake_x)
             total_d = loss_d if pen is None else loss_d + pen
             opt_d.zero_grad(set_to_none=True)
             total_d.backward()
@@ -162,8 +201,11 @@ def train_gan(
                 with torch.no_grad():
                     for p in discriminator.parameters():
                         p.clamp_(-clip, clip)
+            if observe is not None:
+                observe(real_logits)
         # 2. the generator: one update through the (now fixed) discriminator
-        loss_g = g_loss_fn(discriminator(generator(noise())))
+        fake_y = fake_labels()
+        loss_g = g_loss_fn(D(G(noise(), fake_y), fake_y))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -187,5 +229,172 @@ def train_gan(
     bar.close()
     history.train.append({"step": steps, "wall_s": time.perf_counter() - started})
     generator.eval()
+    discriminator.eval()
+    return history
+
+
+def _endless(batches: TensorBatches, device: torch.device) -> Iterator[Tensor]:
+    """The batches of ``batches`` on ``device``, pass after pass (a fresh permutation each time)."""
+    while True:
+        for (xb,) in batches:
+            yield xb.to(device)
+
+
+def train_cyclegan(
+    g_ab: nn.Module,
+    g_ba: nn.Module,
+    d_a: nn.Module,
+    d_b: nn.Module,
+    domain_a: Tensor,
+    domain_b: Tensor,
+    *,
+    steps: int,
+    cycle_weight: float = 10.0,
+    lr: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.999),
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    desc: str = "CycleGAN",
+    log_every: int = 10,
+) -> History:
+    """Unpaired translation between two image sets (Zhu et al. 2017): ``g_ab: A -> B``, ``g_ba: B -> A`` against
+    the discriminators ``d_b`` (real B vs ``g_ab(a)``) and ``d_a``; LSGAN losses (the paper's choice) plus
+    ``cycle_weight`` times :func:`companion.cond_gan.cycle_loss`-style L1 cycle terms (``cycle_weight=0`` turns the
+    cycle off). One Adam per side (both generators together, both discriminators together), seeded batches drawn
+    independently from each domain: no pairs are ever used. Logs ``d_loss``, ``g_loss``, ``cycle``. Introduced in
+    chapter 16.
+    """
+    from ..losses import lsgan_discriminator_loss, lsgan_generator_loss
+
+    if steps < 1 or cycle_weight < 0:
+        raise ValueError(f"need steps >= 1 and cycle_weight >= 0, got {steps}, {cycle_weight}")
+    seed_everything(seed)
+    device = torch.device(device)
+    for m in (g_ab, g_ba, d_a, d_b):
+        m.to(device).train()
+    g = torch.Generator().manual_seed(seed)
+    batches_a = TensorBatches(as_images(domain_a), batch_size, generator=g)
+    batches_b = TensorBatches(as_images(domain_b), batch_size, generator=g)
+    opt_g = torch.optim.Adam([*g_ab.parameters(), *g_ba.parameters()], lr=lr, betas=betas)
+    opt_d = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], lr=lr, betas=betas)
+
+    sa, sb = _endless(batches_a, device), _endless(batches_b, device)
+    history = History()
+    started = time.perf_counter()
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=True)
+    for step in range(1, steps + 1):
+        a, b = next(sa), next(sb)
+        fake_b, fake_a = g_ab(a), g_ba(b)
+        cyc = (g_ba(fake_b) - a).abs().mean() + (g_ab(fake_a) - b).abs().mean()
+        adv = lsgan_generator_loss(d_b(fake_b)) + lsgan_generator_loss(d_a(fake_a))
+        loss_g = adv + cycle_weight * cyc
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        loss_d = (lsgan_discriminator_loss(d_b(b), d_b(fake_b.detach()))
+                  + lsgan_discriminator_loss(d_a(a), d_a(fake_a.detach())))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        if not (torch.isfinite(loss_d) and torch.isfinite(loss_g)):
+            bar.close()
+            raise DivergenceError(f"a CycleGAN loss became non-finite at step {step}", history)
+        if step % log_every == 0 or step == 1:
+            history.train.append({"step": step, "d_loss": loss_d.item(), "g_loss": adv.item(), "cycle": cyc.item()})
+        bar.update(1)
+    bar.close()
+    history.train.append({"step": steps, "wall_s": time.perf_counter() - started})
+    for m in (g_ab, g_ba, d_a, d_b):
+        m.eval()
+    return history
+
+
+def train_vqgan(
+    vqvae: nn.Module,
+    discriminator: nn.Module,
+    features: Callable[[Tensor], Tensor],
+    data: Any,
+    *,
+    steps: int,
+    perceptual_weight: float = 1.0,
+    gan_weight: float = 0.1,
+    lr: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.9),
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    desc: str = "VQGAN",
+    log_every: int = 10,
+) -> History:
+    """Fine-tune a trained VQ-VAE's **decoder** into a VQGAN's (Esser et al. 2021): encoder and codebook frozen (so
+    the codes, and any prior over them, stay valid), the decoder trained on
+
+    ``L1(x_hat, x) + perceptual_weight * |features(x_hat) - features(x)|^2 + lambda * gan_weight * (-log D(x_hat))``
+
+    with ``x_hat = sigmoid(decoder(z_q))``, ``D`` a patch discriminator trained with the standard loss on real ``x``
+    against ``x_hat``, and ``lambda`` VQGAN's adaptive weight (:func:`companion.losses.adaptive_weight`) at the
+    decoder's last layer. ``features`` is a frozen network (a function of images). ``gan_weight=0`` gives the same
+    fine-tuning without the adversary, the controlled comparison. Logs ``rec``, ``perceptual``, ``g_loss``,
+    ``d_loss``, ``lambda``. Introduced in chapter 16.
+    """
+    from ..losses import adaptive_weight, generator_loss_non_saturating, perceptual_distance
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    seed_everything(seed)
+    device = torch.device(device)
+    vqvae.to(device).train()
+    discriminator.to(device).train()
+    for p in (*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()):
+        p.requires_grad_(False)
+    vqvae.encoder.eval()
+    vqvae.quantizer.eval()
+    last = [m for m in vqvae.decoder.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1].weight
+    g = torch.Generator().manual_seed(seed)
+    batches = TensorBatches(as_images(data), batch_size, generator=g)
+    opt_g = torch.optim.Adam(vqvae.decoder.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
+
+    reals = _endless(batches, device)
+    history = History()
+    started = time.perf_counter()
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=True)
+    for step in range(1, steps + 1):
+        x = next(reals)
+        with torch.no_grad():
+            z_q = vqvae.quantizer.lookup(vqvae.encode_indices(x))
+        x_hat = torch.sigmoid(vqvae.decoder(z_q))
+        rec = (x_hat - x).abs().mean()
+        perc = perceptual_distance(features, x_hat, x)
+        rec_total = rec + perceptual_weight * perc
+        if gan_weight > 0:
+            g_adv = generator_loss_non_saturating(discriminator(x_hat).flatten())
+            lam = adaptive_weight(rec_total, g_adv, last) * gan_weight
+            loss_g = rec_total + lam * g_adv
+        else:
+            g_adv, lam, loss_g = torch.zeros(()), torch.zeros(()), rec_total
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if gan_weight > 0:
+            loss_d = discriminator_loss(discriminator(x).flatten(), discriminator(x_hat.detach()).flatten())
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        else:
+            loss_d = torch.zeros(())
+        if not torch.isfinite(loss_g):
+            bar.close()
+            raise DivergenceError(f"the VQGAN loss became non-finite at step {step}", history)
+        if step % log_every == 0 or step == 1:
+            history.train.append({"step": step, "rec": rec.item(), "perceptual": perc.item(),
+                                  "g_loss": g_adv.item(), "d_loss": loss_d.item(), "lambda": float(lam)})
+        bar.update(1)
+    bar.close()
+    history.train.append({"step": steps, "wall_s": time.perf_counter() - started})
+    vqvae.eval()
     discriminator.eval()
     return history
