@@ -353,16 +353,15 @@ from .recipes import speedrun as _speedrun_recipe  # noqa: E402
 from .speedrun import LatentFlow  # noqa: E402
 
 
-def _draw_latent_flow(model: LatentFlow, n: int, labels, g, options) -> Tensor:
-    dev = _device(model)
-    return model.sample(options["latents"].to(dev), labels.to(dev), sampler=options["sampler"],
-                        steps=int(options["steps"]), guidance=float(options["guidance"]))
+def _shaped_latents(model: nn.Module, n: int, g: torch.Generator) -> Tensor:
+    """``n`` draws of ``N(0, I)`` shaped as the model's ``latent_shape`` (the speed-run's and latent diffusion's)."""
+    return torch.randn(n, *model.latent_shape, generator=g)
 
 
-register(LatentFlow, Family("latent flow-matching model", _draw_latent_flow,
+# LatentFlow.sample takes the arguments of FlowMatching.sample (noise, labels, sampler, steps, guidance)
+register(LatentFlow, Family("latent flow-matching model", _draw_fm,
                             accepts=frozenset({"labels", "sampler", "steps", "guidance"}),
-                            classes=lambda m: m.num_classes,
-                            latents=lambda m, n, g: torch.randn(n, *m.latent_shape, generator=g),
+                            classes=lambda m: m.num_classes, latents=_shaped_latents,
                             defaults={"sampler": _speedrun_recipe.SAMPLER, "steps": _speedrun_recipe.STEPS,
                                       "guidance": _speedrun_recipe.GUIDANCE}))
 
@@ -389,22 +388,19 @@ register(TextToImage, Family("text-to-image model", _draw_t2i, accepts=frozenset
                                                              "steps": _t2i_recipe.CARD_STEPS["cpu"],
                                                              "guidance": _t2i_recipe.CARD_GUIDANCE}))
 
+
 # --- chapter 20: latent diffusion (latent_dit_mnist: a DiT in the latent of latent_ae_mnist) ---
 from .latent_diffusion import LatentDiffusion  # noqa: E402
 from .recipes import latent as _latent_recipe  # noqa: E402
 
-
-def _ld_latents(model: LatentDiffusion, n: int, g: torch.Generator) -> Tensor:
-    return torch.randn(n, *model.latent_shape, generator=g)
-
-
 # LatentDiffusion.sample takes the arguments of FlowMatching.sample (noise, labels, sampler, steps, guidance)
 register(LatentDiffusion, Family("latent diffusion model", _draw_fm,
                                  accepts=frozenset({"labels", "sampler", "steps", "guidance"}),
-                                 classes=lambda m: m.num_classes, latents=_ld_latents,
+                                 classes=lambda m: m.num_classes, latents=_shaped_latents,
                                  defaults={"sampler": _latent_recipe.CARD_SAMPLER,
                                            "steps": _latent_recipe.CARD_STEPS["cpu"],
                                            "guidance": _latent_recipe.CARD_GUIDANCE}))
+
 
 # --- chapter 16: the class-conditional GAN (cgan_mnist) and the style-based generator (stylegan_mnist) ---
 from .cond_gan import CondGenerator, StyleGenerator  # noqa: E402
