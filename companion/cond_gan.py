@@ -10,7 +10,8 @@ Read top to bottom (smallest piece first):
   :func:`truncated_normal` (the truncation trick);
 * **style-based generators.** :class:`MappingNetwork` (``z -> w``), :func:`modulated_conv2d` and
   :class:`ModulatedConv2d` (StyleGAN2's modulation / demodulation), :class:`NoiseInput`, :class:`StyleGenerator`
-  (a learned constant, styled convolutions, per-layer noise, style mixing, truncation in W);
+  (a learned constant, styled convolutions, per-layer noise, style mixing, truncation in W), :class:`MinibatchStd`
+  and :class:`StyleDiscriminator` (its adversary, which can see a batch's variety);
 * **three training ideas.** :func:`fade_in` (ProGAN's alpha blend between resolutions), the alias-free toolkit
   of StyleGAN3 (:func:`lowpass_kernel`, :func:`upsample2`, :func:`downsample2`, :func:`fourier_shift`,
   :class:`ToySynthesis`, :func:`translation_psnr`) and :class:`ADAugment` (adaptive discriminator augmentation
@@ -44,12 +45,14 @@ __all__ = [
     "CondGenerator",
     "ConditionalBatchNorm2d",
     "MappingNetwork",
+    "MinibatchStd",
     "ModulatedConv2d",
     "NoiseInput",
     "PatchDiscriminator",
     "ProjectionDiscriminator",
     "SelfAttention",
     "StyleConfig",
+    "StyleDiscriminator",
     "StyleGenerator",
     "ToySynthesis",
     "Translator",
@@ -307,19 +310,32 @@ def sample_conditional(generator: nn.Module, labels: Tensor, seed: int = 0, trun
 class MappingNetwork(nn.Module):
     """``z [B, latent_dim] -> w [B, w_dim]``: normalise ``z`` to unit root-mean-square, then ``depth`` linear layers
     with leaky ReLU (Karras et al. 2019 use eight; a small model needs fewer). ``W`` need not be Gaussian: the
-    network can unwarp the data's factors instead of following ``z``'s fixed distribution. Introduced in
-    chapter 16."""
+    network can unwarp the data's factors instead of following ``z``'s fixed distribution.
 
-    def __init__(self, latent_dim: int, w_dim: int, depth: int) -> None:
+    Two details decide whether the styles vary at all. **Initialisation**: every layer starts with He's variance for
+    leaky ReLU (``2 / ((1 + 0.2^2) fan_in)``) and zero bias, so ``w`` keeps roughly unit spread; PyTorch's default
+    ``nn.Linear`` initialisation shrinks it about threefold per layer, the styles ``s = A w + 1`` are then nearly one
+    constant and every ``z`` draws the same image. **Learning rate**: StyleGAN trains the mapping 100 times slower
+    than the rest (``lr_multiplier = 0.01``); the parameters are stored divided by ``lr_multiplier`` and multiplied
+    back in :meth:`forward`, and since Adam's step does not depend on a parameter's scale, the effective weights move
+    ``lr_multiplier`` times slower. Introduced in chapter 16."""
+
+    def __init__(self, latent_dim: int, w_dim: int, depth: int, lr_multiplier: float = 0.01) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        for i in range(depth):
-            layers += [nn.Linear(latent_dim if i == 0 else w_dim, w_dim), nn.LeakyReLU(0.2)]
-        self.net = nn.Sequential(*layers)
+        if not lr_multiplier > 0:
+            raise ValueError(f"lr_multiplier must be > 0, got {lr_multiplier}")
+        self.lr_multiplier = lr_multiplier
+        dims = [latent_dim] + [w_dim] * depth
+        std = [math.sqrt(2 / (1 + 0.2 ** 2) / d_in) for d_in in dims[:-1]]
+        self.weights = nn.ParameterList([nn.Parameter(torch.randn(d_out, d_in) * s / lr_multiplier)
+                                         for d_in, d_out, s in zip(dims[:-1], dims[1:], std)])
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(d_out)) for d_out in dims[1:]])
 
     def forward(self, z: Tensor) -> Tensor:
-        z = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
-        return self.net(z)
+        h = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+        for weight, bias in zip(self.weights, self.biases):
+            h = F.leaky_relu(F.linear(h, weight * self.lr_multiplier, bias * self.lr_multiplier), 0.2)
+        return h
 
 
 def modulated_conv2d(x: Tensor, weight: Tensor, style: Tensor, demodulate: bool = True, padding: int = 0,
@@ -365,7 +381,8 @@ class NoiseInput(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """A styled layer: affine ``w -> s`` (bias 1, so styles start at 1), :func:`modulated_conv2d`, optional nearest
+    """A styled layer: affine ``w -> s`` (bias 1, weights of variance ``1 / w_dim``, so styles start at 1 and vary
+    with ``w``), :func:`modulated_conv2d`, optional nearest
     x2 up-sampling before it, noise, bias and leaky ReLU (all but the last only when ``activate``).
     ``forward(x, w [B, w_dim], noise=None)``. It computes :func:`modulated_conv2d`'s map in the cheaper
     equivalent form ``d_o * (W conv (s * x))`` (one shared kernel, the style on the input, the demodulation
@@ -376,6 +393,7 @@ class ModulatedConv2d(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel) / math.sqrt(c_in * kernel * kernel))
         self.affine = nn.Linear(w_dim, c_in)
+        nn.init.normal_(self.affine.weight, 0.0, 1 / math.sqrt(w_dim))  # a unit-spread w gives unit-spread styles
         nn.init.ones_(self.affine.bias)
         self.bias = nn.Parameter(torch.zeros(c_out))
         self.demodulate, self.upsample, self.activate = demodulate, upsample, activate
@@ -400,8 +418,9 @@ class ModulatedConv2d(nn.Module):
 @dataclass(frozen=True)
 class StyleConfig:
     """Sizes of :class:`StyleGenerator`: ``latent_dim`` (z), ``w_dim``, ``mapping_depth``, ``channels`` at 7, 14
-    and 28 pixels, ``mixing`` (the probability of style-mixing regularisation during training) and ``w_avg_decay``
-    (the running mean of ``w`` used by truncation). Introduced in chapter 16."""
+    and 28 pixels, ``mixing`` (the probability of style-mixing regularisation during training), ``w_avg_decay``
+    (the running mean of ``w`` used by truncation) and ``mapping_lr_multiplier`` (how much slower the mapping
+    trains, :class:`MappingNetwork`). Introduced in chapter 16."""
 
     latent_dim: int = 64
     w_dim: int = 64
@@ -409,6 +428,7 @@ class StyleConfig:
     channels: tuple[int, int, int] = (64, 32, 16)
     mixing: float = 0.5
     w_avg_decay: float = 0.995
+    mapping_lr_multiplier: float = 0.01
 
     def __post_init__(self) -> None:
         if min(self.latent_dim, self.w_dim, self.mapping_depth, *self.channels) < 1 or len(self.channels) != 3:
@@ -443,7 +463,7 @@ class StyleGenerator(nn.Module):
         self.config = c = config or StyleConfig()
         self.latent_dim = c.latent_dim
         c0, c1, c2 = c.channels
-        self.mapping = MappingNetwork(c.latent_dim, c.w_dim, c.mapping_depth)
+        self.mapping = MappingNetwork(c.latent_dim, c.w_dim, c.mapping_depth, c.mapping_lr_multiplier)
         self.const = nn.Parameter(torch.randn(1, c0, 7, 7))
         self.layers = nn.ModuleList([
             ModulatedConv2d(c0, c0, 3, c.w_dim),  # 7x7
@@ -485,6 +505,54 @@ class StyleGenerator(nn.Module):
             cut = int(torch.randint(1, self.num_ws, ()))
             ws[:, cut:] = w2[:, None]
         return self.synthesis(ws)
+
+
+class MinibatchStd(nn.Module):
+    """ProGAN's and StyleGAN's minibatch standard deviation (Karras et al. 2018, sec. 3): split the batch into groups
+    of ``group`` examples, take each feature's standard deviation across a group, average it to one number per
+    group and append it as an extra constant channel. A discriminator that sees this can tell a batch of near-copies
+    (a collapsed generator) from a varied real batch. ``[B, C, H, W] -> [B, C + 1, H, W]``; ``B`` must be a
+    multiple of ``group`` (or smaller than it: then the whole batch is one group). Introduced in chapter 16."""
+
+    def __init__(self, group: int = 4) -> None:
+        super().__init__()
+        if group < 1:
+            raise ValueError(f"group must be >= 1, got {group}")
+        self.group = group
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        g = min(self.group, B)
+        if B % g:
+            raise ValueError(f"MinibatchStd: the batch ({B}) must be a multiple of group ({g})")
+        y = x.reshape(g, B // g, C, H, W)  # example i sits in group i % (B // g)
+        std = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [B // g]
+        return torch.cat([x, std.repeat(g)[:, None, None, None].expand(B, 1, H, W)], dim=1)
+
+
+class StyleDiscriminator(nn.Module):
+    """The discriminator ``stylegan_mnist`` trains against: ``x [B, 1, 28, 28] -> logits [B]``.
+
+    ``Conv 4x4/2 (c) -> LeakyReLU -> Conv 4x4/2 (2c) -> LeakyReLU -> MinibatchStd -> Conv 3x3 (2c) -> LeakyReLU ->
+    Linear``: chapter 15's batch-norm-free critic with StyleGAN's minibatch-stddev layer and one more convolution
+    that can read it. No batch norm, so the R1 penalty is per example. Introduced in chapter 16."""
+
+    def __init__(self, channels: int = 32, group: int = 4) -> None:
+        super().__init__()
+        c = channels
+        self.conv1 = nn.Conv2d(1, c, 4, stride=2, padding=1)  # [B, c, 14, 14]
+        self.conv2 = nn.Conv2d(c, 2 * c, 4, stride=2, padding=1)  # [B, 2c, 7, 7]
+        self.mbstd = MinibatchStd(group)
+        self.conv3 = nn.Conv2d(2 * c + 1, 2 * c, 3, padding=1)  # [B, 2c, 7, 7]
+        self.out = nn.Linear(2 * c * 49, 1)
+        for m in (self.conv1, self.conv2, self.conv3, self.out):
+            dcgan_init(m)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input("StyleDiscriminator", "x", x, (None, 1, 28, 28), like=self.conv1.bias)
+        h = F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(x), 0.2)), 0.2)
+        h = F.leaky_relu(self.conv3(self.mbstd(h)), 0.2)
+        return self.out(h.flatten(1)).squeeze(-1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ __all__ = [
     "wasserstein_critic_loss",
     "wasserstein_generator_loss",
     "gradient_penalty",
+    "hinge_discriminator_loss",
     "r1_penalty",
     "discriminator_loss",
     "generator_loss_minimax",
@@ -513,10 +514,21 @@ def r1_penalty(critic, real: Tensor) -> Tensor:
     return _input_gradient(critic, x).flatten(1).pow(2).sum(1).mean()
 
 
-GENERATOR_LOSSES.update({"lsgan": lsgan_generator_loss, "wasserstein": wasserstein_generator_loss})
+def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    r"""The hinge loss of SAGAN and BigGAN, :math:`\mathbb E_x[\max(0, 1 - D(x))] + \mathbb E_z[\max(0, 1 +
+    D(G(z)))]` (Lim & Ye 2017; Zhang et al. 2019, eq. 5): a real scored above 1 or a fake below -1 costs nothing,
+    so the discriminator stops pushing on examples it already separates with a margin. Pairs with
+    :func:`wasserstein_generator_loss` (``-E[D(G(z))]``). Introduced in chapter 16."""
+    _logits("hinge_discriminator_loss", real_logits=real_logits, fake_logits=fake_logits)
+    return torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean()
+
+
+GENERATOR_LOSSES.update({"lsgan": lsgan_generator_loss, "wasserstein": wasserstein_generator_loss,
+                         "hinge": wasserstein_generator_loss})
 #: The discriminator (critic) losses by name; ``companion.train.train_gan`` pairs each generator loss with one.
 DISCRIMINATOR_LOSSES = {"non_saturating": discriminator_loss, "minimax": discriminator_loss,
-                        "lsgan": lsgan_discriminator_loss, "wasserstein": wasserstein_critic_loss}
+                        "lsgan": lsgan_discriminator_loss, "wasserstein": wasserstein_critic_loss,
+                        "hinge": hinge_discriminator_loss}
 
 
 # --- chapter 16: VQGAN's reconstruction terms ---

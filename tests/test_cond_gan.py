@@ -202,6 +202,47 @@ def test_train_gan_conditional_with_ada_and_r1():
         train_gan(G, D, x, steps=1, conditional=True, progress=False)
 
 
+def test_hinge_loss_closed_form_and_pairing():
+    from companion import losses
+
+    real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-3.0, 0.0, 1.0])
+    # max(0, 1 - r): 0, 0.5, 2 -> mean 5/6; max(0, 1 + f): 0, 1, 2 -> mean 1
+    assert math.isclose(losses.hinge_discriminator_loss(real, fake).item(), 5 / 6 + 1, rel_tol=1e-6)
+    assert losses.DISCRIMINATOR_LOSSES["hinge"] is losses.hinge_discriminator_loss
+    assert losses.GENERATOR_LOSSES["hinge"](fake).item() == pytest.approx(2 / 3)
+
+
+def test_train_gan_generator_penalty_and_weight_average():
+    """``g_penalty`` reaches the generator's loss (a huge orthogonal penalty shrinks the off-diagonal Gram terms),
+    and ``ema`` leaves the generator holding the running average: with decay 0.5 over two steps it equals
+    0.25 w0 + 0.25 w1 + 0.5 w2 of the live weights after steps 0, 1, 2."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(32, 1, 28, 28, generator=g), torch.randint(10, (32,), generator=g)
+    ds = torch.utils.data.TensorDataset(x, y)
+    cfg = cg.CondGANConfig.tiny()
+
+    def pair():
+        torch.manual_seed(0)
+        return cg.CondGenerator(cfg), cg.ProjectionDiscriminator(cfg)
+
+    G, D = pair()
+    before = cg.orthogonal_penalty(G, 1.0).item()
+    train_gan(G, D, ds, steps=5, conditional=True, batch_size=16, progress=False, loss="hinge", lr=1e-2,
+              g_penalty=lambda m: cg.orthogonal_penalty(m, 10.0))
+    assert cg.orthogonal_penalty(G, 1.0).item() < 0.5 * before
+    live = []
+    G, D = pair()
+    live.append([p.detach().clone() for p in G.parameters()])
+    train_gan(G, D, ds, steps=2, conditional=True, batch_size=16, progress=False,
+              on_step=lambda step, m: live.append([p.detach().clone() for p in m.parameters()]))
+    G2, D2 = pair()
+    train_gan(G2, D2, ds, steps=2, conditional=True, batch_size=16, progress=False, ema=0.5)
+    for p, w0, w1, w2 in zip(G2.parameters(), *live):
+        torch.testing.assert_close(p, 0.25 * w0 + 0.25 * w1 + 0.5 * w2)
+    with pytest.raises(ValueError, match="ema"):
+        train_gan(G2, D2, ds, steps=1, conditional=True, progress=False, ema=1.5)
+
+
 def test_train_cyclegan_and_vqgan_run():
     g = torch.Generator().manual_seed(0)
     a = torch.rand(32, 1, 28, 28, generator=g)

@@ -1,7 +1,7 @@
 """Recipes of chapter 16's checkpoints: the class-conditional ``cgan_mnist`` (projection discriminator,
 conditional batch norm), the style-based ``stylegan_mnist`` and ``vqgan_mnist`` (the decoder of ``vqvae_mnist``
 fine-tuned with a patch discriminator and a perceptual loss). The architectures the chapter quotes live here:
-:data:`CGAN_CONFIG`, :data:`STYLE_CONFIG`, :data:`STYLE_CRITIC`, :data:`VQGAN_PATCH_CHANNELS`.
+:data:`CGAN_CONFIG`, :data:`STYLE_CONFIG`, :data:`STYLE_D_CHANNELS`, :data:`VQGAN_PATCH_CHANNELS`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from ..cond_gan import (
     PatchDiscriminator,
     ProjectionDiscriminator,
     StyleConfig,
+    StyleDiscriminator,
     StyleGenerator,
+    orthogonal_penalty,
     sample_conditional,
     sharpness,
 )
 from ..profile import Profile, seed_everything
-from ..stable_gan import Critic, StableGANConfig
 from ..train import train_gan, train_vqgan
 from ..vqvae import VQVAE
 from ._common import card_info, load_shipped, shipped_sha256
@@ -34,16 +35,20 @@ from .flow_matching import class_agreement
 from .vqvae import build_vqvae_mnist
 
 #: ``cgan_mnist``: a 64-dimensional latent, 32 channels at 14x14 (64 at 7x7) on both sides, spectral norm in D, the
-#: one-hot label also concatenated to z.
-CGAN_CONFIG = CondGANConfig(latent_dim=64, g_channels=32, d_channels=32, spectral=True, concat_label=True)
-CGAN_STEPS = {"ci": 20, "cpu": 8000, "gpu": 20000}
+#: one-hot label also concatenated to z, self-attention at 14x14 on both sides (BigGAN's recipe, scaled down).
+CGAN_CONFIG = CondGANConfig(latent_dim=64, g_channels=32, d_channels=32, spectral=True, concat_label=True,
+                            attention=True)
+CGAN_STEPS = {"ci": 20, "cpu": 10000, "gpu": 20000}
 CGAN_LR, CGAN_BETAS, BATCH = 2e-4, (0.5, 0.999), 64
-#: ``stylegan_mnist``: z and w of 64, a three-layer mapping network, 32/32/16 channels at 7/14/28 pixels, against
-#: chapter 15's batch-norm-free critic (32 and 64 channels), non-saturating loss with R1, batch 32.
+#: BigGAN's training choices: the hinge loss, orthogonal regularisation of G (beta) and an average of G's weights
+CGAN_LOSS, CGAN_ORTHO, CGAN_EMA = "hinge", 1e-4, 0.999
+#: ``stylegan_mnist``: z and w of 64, a three-layer mapping network (learning rate x 0.01), 32/32/16 channels at
+#: 7/14/28 pixels, against a :class:`StyleDiscriminator` (32 and 64 channels, minibatch stddev over groups of 4),
+#: non-saturating loss with R1, batch 64.
 STYLE_CONFIG = StyleConfig(latent_dim=64, w_dim=64, mapping_depth=3, channels=(32, 32, 16), mixing=0.5)
-STYLE_CRITIC = StableGANConfig(d_channels=32, spectral=False)
-STYLE_STEPS = {"ci": 20, "cpu": 1200, "gpu": 20000}
-STYLE_LR, STYLE_BETAS, STYLE_R1, STYLE_BATCH = 5e-4, (0.0, 0.99), 0.01, 32
+STYLE_D_CHANNELS, STYLE_GROUP = 32, 4
+STYLE_STEPS = {"ci": 20, "cpu": 4000, "gpu": 20000}
+STYLE_LR, STYLE_BETAS, STYLE_R1, STYLE_BATCH = 1e-3, (0.0, 0.99), 1.0, 64
 #: ``vqgan_mnist``: the patch discriminator's width, the loss weights and the fine-tuning steps.
 VQGAN_PATCH_CHANNELS = 16
 VQGAN_STEPS = {"ci": 10, "cpu": 600, "gpu": 5000}
@@ -90,9 +95,11 @@ def conditional_report(G: nn.Module, n: int, truncation: float | None = None,
 
 
 def train_cgan_mnist(profile: Profile) -> tuple[CondGenerator, dict[str, Any]]:
-    """Train checkpoint ``cgan_mnist``: :class:`CondGenerator` against a :class:`ProjectionDiscriminator` with the
-    non-saturating loss, Adam (lr 2e-4, betas 0.5, 0.999), one D step per G step, batch 64, seed 0; fake labels
-    uniform over the ten digits; only the generator ships. Metrics: :func:`conditional_report` at N = 1,000."""
+    """Train checkpoint ``cgan_mnist``: :class:`CondGenerator` against a :class:`ProjectionDiscriminator` (both
+    with self-attention at 14x14) with the hinge loss (:data:`CGAN_LOSS`), BigGAN's orthogonal regularisation of the
+    generator (beta :data:`CGAN_ORTHO`) and an average of its weights (decay :data:`CGAN_EMA`, the shipped weights),
+    Adam (lr 2e-4, betas 0.5, 0.999), one D step per G step, batch 64, seed 0; fake labels uniform over the ten
+    digits; only the generator ships. Metrics: :func:`conditional_report` at N = 1,000."""
     splits = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
     train, _, desc = splits
     steps = CGAN_STEPS[profile.name]
@@ -100,22 +107,27 @@ def train_cgan_mnist(profile: Profile) -> tuple[CondGenerator, dict[str, Any]]:
     torch.manual_seed(1)
     D = ProjectionDiscriminator(CGAN_CONFIG)
     started = time.perf_counter()
-    history = train_gan(G, D, train, steps=steps, conditional=True, lr=CGAN_LR, betas=CGAN_BETAS, batch_size=BATCH,
-                        seed=profile.seed, device=profile.device, desc=f"cgan_mnist ({profile.name})", log_every=50)
+    history = train_gan(G, D, train, steps=steps, conditional=True, loss=CGAN_LOSS, lr=CGAN_LR, betas=CGAN_BETAS,
+                        batch_size=BATCH, g_penalty=(lambda m: orthogonal_penalty(m, CGAN_ORTHO)) if CGAN_ORTHO else None,
+                        ema=CGAN_EMA, seed=profile.seed, device=profile.device, desc=f"cgan_mnist ({profile.name})",
+                        log_every=50)
     minutes = (time.perf_counter() - started) / 60
     G = G.cpu().eval()
     n = 200 if profile.is_ci else evaluation.EVAL_N
     m = conditional_report(G, n)
     c = CGAN_CONFIG
     last = history.train[-2]
+    attn = " -> self-attention" if c.attention else ""
     description = (f"class-conditional GAN on MNIST, chapter 16: generator [z ~ N(0, I) of dimension {c.latent_dim}, "
                    f"one-hot label] -> Linear -> {2 * c.g_channels}x7x7 -> class-conditional BN, ReLU -> ConvT 4x4/2 -> "
-                   f"{c.g_channels}x14x14 -> class-conditional BN, ReLU -> ConvT 4x4/2 -> 1x28x28, sigmoid; trained "
-                   f"against a projection discriminator (Miyato & Koyama 2018: spectrally normalised convolutions "
-                   f"with {c.d_channels} and {2 * c.d_channels} channels, logit psi(phi(x)) + <embed(y), phi(x)>) "
-                   f"with the non-saturating loss, Adam lr {CGAN_LR:g}, betas {CGAN_BETAS}, one D step per G step, "
-                   f"batch {BATCH}, {steps} steps over {len(train)} labelled images, seed {profile.seed}; "
-                   f"{minutes:.1f} min of training; only the generator ships. Metrics on {n} samples (labels i % 10, "
+                   f"{c.g_channels}x14x14 -> class-conditional BN, ReLU{attn} -> ConvT 4x4/2 -> 1x28x28, sigmoid; "
+                   f"trained against a projection discriminator (Miyato & Koyama 2018: spectrally normalised "
+                   f"convolutions with {c.d_channels}{attn} and {2 * c.d_channels} channels, logit psi(phi(x)) + "
+                   f"<embed(y), phi(x)>) with the {CGAN_LOSS} loss, orthogonal regularisation of G (beta "
+                   f"{CGAN_ORTHO:g}), Adam lr {CGAN_LR:g}, betas {CGAN_BETAS}, one D step per G step, batch {BATCH}, "
+                   f"{steps} steps over {len(train)} labelled images, seed {profile.seed}; {minutes:.1f} min of "
+                   f"training; the generator's weights averaged with decay {CGAN_EMA} ship (only the generator). "
+                   f"Metrics on {n} samples (labels i % 10, "
                    f"z seed {CARD_SEED}, no truncation): class_agreement = share lenet_mnist (sha256 "
                    f"{shipped_sha256('lenet_mnist')}) classifies as their label; FLD, KID, precision, recall against "
                    f"the first {n} images of MNIST-test[8000:10000:2] in the mnist_features space, fld_real_floor = "
@@ -125,16 +137,16 @@ def train_cgan_mnist(profile: Profile) -> tuple[CondGenerator, dict[str, Any]]:
 
 
 def train_stylegan_mnist(profile: Profile) -> tuple[StyleGenerator, dict[str, Any]]:
-    """Train checkpoint ``stylegan_mnist``: :class:`StyleGenerator` against chapter 15's batch-norm-free
-    :class:`companion.stable_gan.Critic`, non-saturating loss with R1 (gamma :data:`STYLE_R1`), Adam (lr
-    :data:`STYLE_LR`, betas (0, 0.99)), batch 32, style mixing with probability 0.5, seed 0; only the generator
-    ships. Metrics (chapter 13's protocol at N = 1,000, psi = 1 and psi = 0.7 in W)."""
+    """Train checkpoint ``stylegan_mnist``: :class:`StyleGenerator` against a :class:`StyleDiscriminator`,
+    non-saturating loss with R1 (gamma :data:`STYLE_R1`), Adam (lr :data:`STYLE_LR`, the mapping's x 0.01, betas
+    (0, 0.99)), batch 64, style mixing with probability 0.5, seed 0; only the generator ships. Metrics (chapter
+    13's protocol at N = 1,000, psi = 1 and psi = 0.7 in W)."""
     splits = data.mnist_splits(profile.name, n_train=2000 if profile.is_ci else None)
     train, _, desc = splits
     steps = STYLE_STEPS[profile.name]
     G = build_stylegan_mnist()
     torch.manual_seed(1)
-    D = Critic(STYLE_CRITIC)
+    D = StyleDiscriminator(STYLE_D_CHANNELS, STYLE_GROUP)
     started = time.perf_counter()
     history = train_gan(G, D, train, steps=steps, loss="non_saturating", penalty="r1", penalty_weight=STYLE_R1,
                         lr=STYLE_LR, betas=STYLE_BETAS, batch_size=STYLE_BATCH, seed=profile.seed, device=profile.device,
@@ -146,11 +158,13 @@ def train_stylegan_mnist(profile: Profile) -> tuple[StyleGenerator, dict[str, An
     c = STYLE_CONFIG
     last = history.train[-2]
     description = (f"style-based generator on MNIST, chapter 16 (StyleGAN2's ideas, scaled down): mapping network "
-                   f"of {c.mapping_depth} layers z ({c.latent_dim}) -> w ({c.w_dim}); synthesis from a learned "
+                   f"of {c.mapping_depth} layers z ({c.latent_dim}) -> w ({c.w_dim}), He-initialised, learning rate x "
+                   f"{c.mapping_lr_multiplier:g}; synthesis from a learned "
                    f"constant {c.channels[0]}x7x7 through five modulated/demodulated 3x3 convolutions "
                    f"({c.channels} channels at 7/14/28 pixels, nearest up-sampling, per-pixel noise) and a modulated "
-                   f"1x1 output layer, sigmoid; style mixing probability {c.mixing}; trained against chapter 15's "
-                   f"batch-norm-free critic ({STYLE_CRITIC.d_channels} and {2 * STYLE_CRITIC.d_channels} channels) "
+                   f"1x1 output layer, sigmoid; style mixing probability {c.mixing}; trained against a batch-norm-free "
+                   f"discriminator ({STYLE_D_CHANNELS} and {2 * STYLE_D_CHANNELS} channels, minibatch stddev over "
+                   f"groups of {STYLE_GROUP}, one more 3x3 convolution) "
                    f"with the non-saturating loss and R1 (gamma {STYLE_R1:g}), Adam lr {STYLE_LR:g}, betas "
                    f"{STYLE_BETAS}, batch {STYLE_BATCH}, {steps} steps over {len(train)} images, seed {profile.seed}; "
                    f"{minutes:.1f} min of training; only the generator ships. Metrics on {n} samples (z seed "

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..batching import as_images
 from ..losses import DISCRIMINATOR_LOSSES, GENERATOR_LOSSES, discriminator_loss, gradient_penalty, r1_penalty
 from ..profile import seed_everything
-from .loop import DivergenceError, History
+from .loop import DivergenceError, History, _Averaged
 from .wrappers import TensorBatches
 
 __all__ = ["train_cyclegan", "train_gan", "train_vqgan"]
@@ -50,6 +50,8 @@ def train_gan(
     clip: float | None = None,
     conditional: bool = False,
     augment: Callable[[Tensor], Tensor] | None = None,
+    g_penalty: Callable[[nn.Module], Tensor] | None = None,
+    ema: float | None = None,
 ) -> History:
     """Train a GAN for ``steps`` generator updates, each after ``d_steps`` discriminator updates (Goodfellow et
     al. 2014, Algorithm 1); returns the :class:`History`.
@@ -80,7 +82,12 @@ def train_gan(
       discriminator as ``discriminator(x, y)`` with each batch's own labels (the real labels for the reals);
     * ``augment``: a differentiable map applied to every batch the discriminator sees, real and fake, in both
       players' updates (ADA, :class:`companion.cond_gan.ADAugment`); if it has an ``observe`` method, it is
-      called with the real logits after each discriminator update (the controller of ``p``).
+      called with the real logits after each discriminator update (the controller of ``p``);
+    * ``g_penalty``: ``g_penalty(generator) -> scalar`` is added to every generator loss (BigGAN's orthogonal
+      regularisation, :func:`companion.cond_gan.orthogonal_penalty`);
+    * ``ema``: keep an exponential moving average of the generator's weights with this decay (BigGAN, ProGAN:
+      e.g. 0.999) and load it into ``generator`` when training ends, so the returned generator is the averaged
+      one (batch-norm statistics are not averaged: they follow the live generator). ``on_step`` sees the live one.
 
     Both players use Adam with ``betas`` (the DCGAN choice ``(0.5, 0.999)``), learning rate ``lr`` (``d_lr`` for
     D when given). The models are duck-typed: ``generator(z [B, latent_dim]) -> x``, ``discriminator(x) ->
@@ -148,6 +155,7 @@ def train_gan(
     aug = augment if augment is not None else (lambda t: t)
     observe = getattr(augment, "observe", None)
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+    averaged = _Averaged(generator, ema) if ema is not None else None
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=d_lr if d_lr is not None else lr, betas=betas)
 
     def real_stream() -> Iterator[tuple[Tensor, Tensor | None]]:
@@ -206,9 +214,12 @@ def train_gan(
         # 2. the generator: one update through the (now fixed) discriminator
         fake_y = fake_labels()
         loss_g = g_loss_fn(D(G(noise(), fake_y), fake_y))
+        total_g = loss_g if g_penalty is None else loss_g + g_penalty(generator)
         opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        total_g.backward()
         opt_g.step()
+        if averaged is not None:
+            averaged.update(generator)
         if not (torch.isfinite(loss_d) and torch.isfinite(loss_g)):
             bar.close()
             raise DivergenceError(f"a GAN loss became non-finite at step {step} (D {loss_d.item()}, G "
@@ -228,6 +239,8 @@ def train_gan(
         bar.update(1)
     bar.close()
     history.train.append({"step": steps, "wall_s": time.perf_counter() - started})
+    if averaged is not None:
+        generator.load_state_dict(averaged.model.state_dict())
     generator.eval()
     discriminator.eval()
     return history
