@@ -148,16 +148,19 @@ def orthogonal_penalty(module: nn.Module, beta: float = 1e-4) -> Tensor:
 
     Brock et al. (2019), eq. 3: unlike full orthogonality (``||W W^T - I||``) it leaves the rows' norms free and
     only pushes different filters towards orthogonal ones, which makes the generator smoother in ``z`` and so
-    *amenable to truncation*. Each weight ``[out, ...]`` is read as the matrix ``[out, -1]``. Introduced in
-    chapter 16.
+    *amenable to truncation*. Each weight ``[out, ...]`` is read as the matrix ``[out, -1]``; with more rows than
+    columns the sum is computed from the smaller Gram matrix, ``||W W^T||_F^2 - sum_i ||w_i||^4`` with
+    ``||W W^T||_F = ||W^T W||_F``. Introduced in chapter 16.
     """
     total = None
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             w = m.weight.flatten(1)
-            gram = w @ w.T
-            off = gram - torch.diag_embed(torch.diagonal(gram))
-            term = off.pow(2).sum()
+            if w.shape[0] <= w.shape[1]:
+                gram = w @ w.T
+                term = (gram - torch.diag_embed(torch.diagonal(gram))).pow(2).sum()
+            else:  # many rows: ||W W^T||_F^2 = ||W^T W||_F^2 (the same eigenvalues), so use the smaller Gram matrix
+                term = (w.T @ w).pow(2).sum() - w.pow(2).sum(dim=1).pow(2).sum()
             total = term if total is None else total + term
     if total is None:
         return torch.zeros(())
@@ -187,7 +190,8 @@ class CondGANConfig:
 
     ``latent_dim``: size of ``z``; ``g_channels``: the generator's 14x14 channels (twice as many at 7x7);
     ``d_channels``: the discriminator's 14x14 channels (twice as many at 7x7); ``num_classes``; ``attention``:
-    a :class:`SelfAttention` block at 14x14 on both sides; ``spectral``: spectral norm on the discriminator's
+    a :class:`SelfAttention` block on the 7x7 feature maps of both sides (49 positions; at 14x14 it would
+    triple the cost of a training step on a CPU); ``spectral``: spectral norm on the discriminator's
     convolutions; ``concat_label``: the generator also reads a one-hot label next to ``z`` in its first layer
     (Mirza & Osindero's conditioning, BigGAN's "shared embedding" concatenated to ``z``). Introduced in chapter 16.
     """
@@ -217,8 +221,8 @@ class CondGANConfig:
 class CondGenerator(nn.Module):
     """A class-conditional DCGAN generator: ``(z [B, latent_dim], y [B]) -> x [B, 1, 28, 28]`` in ``[0, 1]``.
 
-    ``[z, one-hot y] -> Linear -> [B, 2c, 7, 7] -> CBN -> ReLU -> ConvT 4x4/2 (14x14, c) -> CBN -> ReLU -> [self-attention] ->
-    ConvT 4x4/2 (28x28) -> sigmoid``: chapter 14's generator with every batch norm made class-conditional
+    ``[z, one-hot y] -> Linear -> [B, 2c, 7, 7] -> CBN -> ReLU -> [self-attention] -> ConvT 4x4/2 (14x14, c) ->
+    CBN -> ReLU -> ConvT 4x4/2 (28x28) -> sigmoid``: chapter 14's generator with every batch norm made class-conditional
     (:class:`ConditionalBatchNorm2d`), so the label enters at every resolution. Introduced in chapter 16.
     """
 
@@ -231,7 +235,7 @@ class CondGenerator(nn.Module):
         self.bn1 = ConditionalBatchNorm2d(2 * h, c.num_classes)
         self.up1 = nn.ConvTranspose2d(2 * h, h, 4, stride=2, padding=1, bias=False)  # 7 -> 14
         self.bn2 = ConditionalBatchNorm2d(h, c.num_classes)
-        self.attn = SelfAttention(h) if c.attention else nn.Identity()
+        self.attn = SelfAttention(2 * h) if c.attention else nn.Identity()  # at 7x7
         self.up2 = nn.ConvTranspose2d(h, c.in_channels, 4, stride=2, padding=1)  # 14 -> 28
         for m in (self.project, self.up1, self.up2):
             dcgan_init(m)
@@ -241,15 +245,14 @@ class CondGenerator(nn.Module):
         if self.config.concat_label:
             z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
         h = self.project(z).view(z.shape[0], 2 * self.config.g_channels, 7, 7)
-        h = self.up1(F.relu(self.bn1(h, y)))  # [B, c, 14, 14]
-        h = self.attn(F.relu(self.bn2(h, y)))
-        return torch.sigmoid(self.up2(h))
+        h = self.up1(self.attn(F.relu(self.bn1(h, y))))  # [B, c, 14, 14]
+        return torch.sigmoid(self.up2(F.relu(self.bn2(h, y))))
 
 
 class ProjectionDiscriminator(nn.Module):
     """``(x [B, 1, 28, 28], y [B]) -> logits [B]``: ``psi(phi(x)) + <embed(y), phi(x)>`` (Miyato & Koyama 2018).
 
-    ``phi``: ``Conv 4x4/2 (c) -> LeakyReLU -> [self-attention] -> Conv 4x4/2 (2c) -> LeakyReLU``,
+    ``phi``: ``Conv 4x4/2 (c) -> LeakyReLU -> Conv 4x4/2 (2c) -> LeakyReLU -> [self-attention]``,
     flattened (``[B, 2c * 49]``); ``psi``: a linear map to one number; ``embed``: one vector per class. With
     ``spectral=True`` both convolutions are spectrally normalised (chapter 15's
     :func:`companion.stable_gan.spectral_norm`); ``psi`` and ``embed`` are not (the paper normalises them too, but in
@@ -264,8 +267,8 @@ class ProjectionDiscriminator(nn.Module):
         h = c.d_channels
         norm = spectral_norm if c.spectral else (lambda m: m)
         self.conv1 = norm(nn.Conv2d(c.in_channels, h, 4, stride=2, padding=1))  # [B, h, 14, 14]
-        self.attn = SelfAttention(h) if c.attention else nn.Identity()
         self.conv2 = norm(nn.Conv2d(h, 2 * h, 4, stride=2, padding=1))  # [B, 2h, 7, 7]
+        self.attn = SelfAttention(2 * h) if c.attention else nn.Identity()  # at 7x7
         # psi and the class embedding stay unnormalised: with a small network, a unit-norm embedding makes the class
         # term <v_y, phi> too small next to the real/fake term, and the labels are learned far more slowly
         self.psi = nn.Linear(2 * h * 49, 1)
@@ -277,8 +280,8 @@ class ProjectionDiscriminator(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         """``phi(x)``: ``[B, 1, 28, 28] -> [B, 2c * 49]``."""
         check_input("ProjectionDiscriminator", "x", x, (None, self.config.in_channels, 28, 28), like=self.conv1.bias)
-        h = self.attn(F.leaky_relu(self.conv1(x), 0.2))
-        return F.leaky_relu(self.conv2(h), 0.2).flatten(1)
+        h = F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(x), 0.2)), 0.2)
+        return self.attn(h).flatten(1)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         phi = self.features(x)

@@ -66,6 +66,10 @@ def test_biggan_tricks():
     with torch.no_grad():
         lin2.weight.copy_(w)
     assert math.isclose(cg.orthogonal_penalty(lin2, 1.0).item(), 2.0)  # off-diagonal of W W^T: 1 and 1
+    tall = torch.nn.Linear(5, 40, bias=False).double()  # more rows than columns: the small-Gram form
+    gram = tall.weight @ tall.weight.T
+    direct = (gram - torch.diag_embed(torch.diagonal(gram))).pow(2).sum()
+    assert torch.allclose(cg.orthogonal_penalty(tall, 1.0), direct, rtol=1e-10)
     attn = cg.SelfAttention(8)
     h = torch.randn(2, 8, 5, 5)
     assert torch.equal(attn(h), h)

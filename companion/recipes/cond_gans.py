@@ -35,7 +35,7 @@ from .flow_matching import class_agreement
 from .vqvae import build_vqvae_mnist
 
 #: ``cgan_mnist``: a 64-dimensional latent, 32 channels at 14x14 (64 at 7x7) on both sides, spectral norm in D, the
-#: one-hot label also concatenated to z, self-attention at 14x14 on both sides (BigGAN's recipe, scaled down).
+#: one-hot label also concatenated to z, self-attention at 7x7 on both sides (BigGAN's recipe, scaled down).
 CGAN_CONFIG = CondGANConfig(latent_dim=64, g_channels=32, d_channels=32, spectral=True, concat_label=True,
                             attention=True)
 CGAN_STEPS = {"ci": 20, "cpu": 10000, "gpu": 20000}
@@ -96,7 +96,7 @@ def conditional_report(G: nn.Module, n: int, truncation: float | None = None,
 
 def train_cgan_mnist(profile: Profile) -> tuple[CondGenerator, dict[str, Any]]:
     """Train checkpoint ``cgan_mnist``: :class:`CondGenerator` against a :class:`ProjectionDiscriminator` (both
-    with self-attention at 14x14) with the hinge loss (:data:`CGAN_LOSS`), BigGAN's orthogonal regularisation of the
+    with self-attention at 7x7) with the hinge loss (:data:`CGAN_LOSS`), BigGAN's orthogonal regularisation of the
     generator (beta :data:`CGAN_ORTHO`) and an average of its weights (decay :data:`CGAN_EMA`, the shipped weights),
     Adam (lr 2e-4, betas 0.5, 0.999), one D step per G step, batch 64, seed 0; fake labels uniform over the ten
     digits; only the generator ships. Metrics: :func:`conditional_report` at N = 1,000."""
@@ -119,10 +119,10 @@ def train_cgan_mnist(profile: Profile) -> tuple[CondGenerator, dict[str, Any]]:
     last = history.train[-2]
     attn = " -> self-attention" if c.attention else ""
     description = (f"class-conditional GAN on MNIST, chapter 16: generator [z ~ N(0, I) of dimension {c.latent_dim}, "
-                   f"one-hot label] -> Linear -> {2 * c.g_channels}x7x7 -> class-conditional BN, ReLU -> ConvT 4x4/2 -> "
-                   f"{c.g_channels}x14x14 -> class-conditional BN, ReLU{attn} -> ConvT 4x4/2 -> 1x28x28, sigmoid; "
+                   f"one-hot label] -> Linear -> {2 * c.g_channels}x7x7 -> class-conditional BN, ReLU{attn} -> ConvT "
+                   f"4x4/2 -> {c.g_channels}x14x14 -> class-conditional BN, ReLU -> ConvT 4x4/2 -> 1x28x28, sigmoid; "
                    f"trained against a projection discriminator (Miyato & Koyama 2018: spectrally normalised "
-                   f"convolutions with {c.d_channels}{attn} and {2 * c.d_channels} channels, logit psi(phi(x)) + "
+                   f"convolutions with {c.d_channels} and {2 * c.d_channels} channels{attn}, logit psi(phi(x)) + "
                    f"<embed(y), phi(x)>) with the {CGAN_LOSS} loss, orthogonal regularisation of G (beta "
                    f"{CGAN_ORTHO:g}), Adam lr {CGAN_LR:g}, betas {CGAN_BETAS}, one D step per G step, batch {BATCH}, "
                    f"{steps} steps over {len(train)} labelled images, seed {profile.seed}; {minutes:.1f} min of "
