@@ -317,7 +317,7 @@ class MappingNetwork(nn.Module):
 
     Two details decide whether the styles vary at all. **Initialisation**: every layer starts with He's variance for
     leaky ReLU (``2 / ((1 + 0.2^2) fan_in)``) and zero bias, so ``w`` keeps roughly unit spread; PyTorch's default
-    ``nn.Linear`` initialisation shrinks it about threefold per layer, the styles ``s = A w + 1`` are then nearly one
+    ``nn.Linear`` initialisation shrinks it about 2.5-fold per layer, the styles ``s = A w + 1`` are then nearly one
     constant and every ``z`` draws the same image. **Learning rate**: StyleGAN trains the mapping 100 times slower
     than the rest (``lr_multiplier = 0.01``); the parameters are stored divided by ``lr_multiplier`` and multiplied
     back in :meth:`forward`, and since Adam's step does not depend on a parameter's scale, the effective weights move

@@ -135,6 +135,45 @@ def test_style_generator_truncation_mixing_and_determinism():
     assert G.w_avg.abs().sum() > 0  # the running mean of w moved
 
 
+def test_mapping_initialisation_keeps_w_spread_and_the_multiplier_slows_adam():
+    """He-initialised layers keep w's spread near 1 (the default nn.Linear init would shrink it ~2.5x per layer);
+    with lr_multiplier m one Adam step moves the effective weights m times as far as with m = 1."""
+    torch.manual_seed(0)
+    m = cg.MappingNetwork(64, 64, 3)
+    w = m(torch.randn(2048, 64))
+    assert 0.4 < w.std(0).mean().item() < 2.0
+    moves = {}
+    for mult in (1.0, 0.01):
+        torch.manual_seed(0)
+        net = cg.MappingNetwork(8, 8, 1, lr_multiplier=mult)
+        before = (net.weights[0] * mult).detach().clone()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        net(torch.randn(16, 8, generator=torch.Generator().manual_seed(1))).sum().backward()
+        opt.step()
+        moves[mult] = ((net.weights[0] * mult).detach() - before).abs().max().item()
+    assert moves[0.01] == pytest.approx(0.01 * moves[1.0], rel=1e-3)
+    with pytest.raises(ValueError, match="lr_multiplier"):
+        cg.MappingNetwork(8, 8, 1, lr_multiplier=0.0)
+
+
+def test_minibatch_std_and_style_discriminator():
+    x = torch.randn(8, 3, 5, 5)
+    out = cg.MinibatchStd(4)(x)
+    assert out.shape == (8, 4, 5, 5) and torch.equal(out[:, :3], x)
+    # example i sits in group i % 2: the appended channel is that group's mean feature std
+    for i in range(8):
+        group = x[i % 2::2]
+        assert torch.allclose(out[i, 3], group.std(0, unbiased=False).mean().expand(5, 5), atol=1e-5)
+    copies = cg.MinibatchStd(4)(x[:1].expand(4, -1, -1, -1))
+    assert copies[:, 3].abs().max() < 1e-3  # a batch of copies has no spread
+    with pytest.raises(ValueError, match="multiple"):
+        cg.MinibatchStd(4)(torch.randn(6, 3, 5, 5))
+    D = cg.StyleDiscriminator(8)
+    assert D(torch.rand(8, 1, 28, 28)).shape == (8,)
+    with pytest.raises(ValueError):
+        D(torch.rand(8, 1, 14, 14))
+
+
 # ---------------------------------------------------------------- fade-in, alias-free, ADA
 
 
