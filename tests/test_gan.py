@@ -235,6 +235,6 @@ def test_train_gan_takes_k_discriminator_steps_and_either_loss():
     _, _, ref = _toy_run()
     assert h.series("g_loss") == ref.series("g_loss"), "a function equal to the named loss trains the same"
     with pytest.raises(ValueError, match="loss must be one of"):
-        _toy_run(loss="hinge")
+        _toy_run(loss="huber")
     with pytest.raises(ValueError, match="d_steps"):
         _toy_run(d_steps=0)
