@@ -5,6 +5,7 @@ shipped cgan_mnist, stylegan_mnist and vqgan_mnist re-measured on fresh samples.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,6 +155,25 @@ def test_mapping_initialisation_keeps_w_spread_and_the_multiplier_slows_adam():
     assert moves[0.01] == pytest.approx(0.01 * moves[1.0], rel=1e-3)
     with pytest.raises(ValueError, match="lr_multiplier"):
         cg.MappingNetwork(8, 8, 1, lr_multiplier=0.0)
+
+
+def test_default_initialisation_helper_collapses_the_styles_and_the_record_has_both_runs():
+    import json
+
+    from companion.recipes import cond_gans as R
+
+    torch.manual_seed(0)
+    G = R.build_stylegan_mnist()
+    z = torch.randn(512, G.latent_dim)
+    he = G.mapping(z).std(0).mean().item()
+    with torch.no_grad():
+        R.pytorch_default_init_(G)
+    default = G.mapping(z).std(0).mean().item()
+    assert default < 0.2 < 0.5 < he, (default, he)
+    record = json.loads((Path(__file__).resolve().parents[1] / "book" / "_static" / "stylegan_init.json").read_text())
+    runs = {r["variant"]: r for r in record["runs"]}
+    assert set(runs) == {"he", "default"} and runs["he"]["steps"] == runs["default"]["steps"]
+    assert all({"fld", "recall", "min_class_share"} <= set(r) for r in runs.values()) and record["hardware"]
 
 
 def test_minibatch_std_and_style_discriminator():

@@ -145,12 +145,9 @@ def train_stylegan_mnist(profile: Profile) -> tuple[StyleGenerator, dict[str, An
     train, _, desc = splits
     steps = STYLE_STEPS[profile.name]
     G = build_stylegan_mnist()
-    torch.manual_seed(1)
-    D = StyleDiscriminator(STYLE_D_CHANNELS, STYLE_GROUP)
     started = time.perf_counter()
-    history = train_gan(G, D, train, steps=steps, loss="non_saturating", penalty="r1", penalty_weight=STYLE_R1,
-                        lr=STYLE_LR, betas=STYLE_BETAS, batch_size=STYLE_BATCH, seed=profile.seed, device=profile.device,
-                        desc=f"stylegan_mnist ({profile.name})", log_every=50)
+    history = train_style_pair(G, train, steps, seed=profile.seed, device=profile.device,
+                               desc=f"stylegan_mnist ({profile.name})")
     minutes = (time.perf_counter() - started) / 60
     G = G.cpu().eval()
     n = 200 if profile.is_ci else evaluation.EVAL_N
@@ -173,6 +170,32 @@ def train_stylegan_mnist(profile: Profile) -> tuple[StyleGenerator, dict[str, An
                    f"(fld_psi07), fld_real_floor = FLD of as many of MNIST-test[8001:10000:2]; min_class_share from "
                    f"lenet_mnist. Final D(x) {last['d_real']:.3f}, D(G(z)) {last['d_fake']:.3f}.")
     return G, card_info(description, desc, steps, m, splits.info)
+
+
+@torch.no_grad()
+def pytorch_default_init_(G: StyleGenerator) -> StyleGenerator:
+    """Reset ``G``'s mapping network and style affines to PyTorch's default ``nn.Linear`` initialisation (uniform,
+    variance ``1 / (3 fan_in)``; the affines keep their bias of 1), in place: the initialisation chapter 16 compares
+    with :class:`companion.cond_gan.MappingNetwork`'s He initialisation. Returns ``G``."""
+    for weight, bias in zip(G.mapping.weights, G.mapping.biases):
+        lin = nn.Linear(weight.shape[1], weight.shape[0])
+        weight.copy_(lin.weight / G.mapping.lr_multiplier)
+        bias.copy_(lin.bias / G.mapping.lr_multiplier)
+    for layer in [*G.layers, G.to_image]:
+        layer.affine.weight.copy_(nn.Linear(layer.affine.in_features, layer.affine.out_features).weight)
+    return G
+
+
+def train_style_pair(G: StyleGenerator, data_: Any, steps: int, seed: int = 0, device: str = "cpu",
+                     desc: str = "stylegan_mnist", log_every: int = 50) -> Any:
+    """Train ``G`` with ``stylegan_mnist``'s recipe for ``steps`` steps: against a fresh :class:`StyleDiscriminator`
+    (seed 1), non-saturating loss with R1 (:data:`STYLE_R1`), Adam (:data:`STYLE_LR`, :data:`STYLE_BETAS`), batch
+    :data:`STYLE_BATCH`. Returns the :class:`companion.train.History`."""
+    torch.manual_seed(1)
+    D = StyleDiscriminator(STYLE_D_CHANNELS, STYLE_GROUP)
+    return train_gan(G, D, data_, steps=steps, loss="non_saturating", penalty="r1", penalty_weight=STYLE_R1,
+                     lr=STYLE_LR, betas=STYLE_BETAS, batch_size=STYLE_BATCH, seed=seed, device=device, desc=desc,
+                     log_every=log_every)
 
 
 @torch.no_grad()
