@@ -38,8 +38,7 @@ def run(variant: str, steps: int) -> dict:
     train, _, desc = data.mnist_splits("cpu")
     G = R.build_stylegan_mnist()
     if variant == "default":
-        with torch.no_grad():
-            R.pytorch_default_init_(G)
+        R.pytorch_default_init_(G)
     started = time.perf_counter()
     R.train_style_pair(G, train, steps, desc=f"stylegan ({variant} init)")
     seconds = time.perf_counter() - started

@@ -27,7 +27,7 @@ from ..cond_gan import (
     sharpness,
 )
 from ..profile import Profile, seed_everything
-from ..train import train_gan, train_vqgan
+from ..train import History, train_gan, train_vqgan
 from ..vqvae import VQVAE
 from ._common import card_info, load_shipped, shipped_sha256
 from .classifiers import build_lenet_mnist
@@ -187,10 +187,10 @@ def pytorch_default_init_(G: StyleGenerator) -> StyleGenerator:
 
 
 def train_style_pair(G: StyleGenerator, data_: Any, steps: int, seed: int = 0, device: str = "cpu",
-                     desc: str = "stylegan_mnist", log_every: int = 50) -> Any:
+                     desc: str = "stylegan_mnist", log_every: int = 50) -> History:
     """Train ``G`` with ``stylegan_mnist``'s recipe for ``steps`` steps: against a fresh :class:`StyleDiscriminator`
     (seed 1), non-saturating loss with R1 (:data:`STYLE_R1`), Adam (:data:`STYLE_LR`, :data:`STYLE_BETAS`), batch
-    :data:`STYLE_BATCH`. Returns the :class:`companion.train.History`."""
+    :data:`STYLE_BATCH`. Returns the training :class:`companion.train.History`."""
     torch.manual_seed(1)
     D = StyleDiscriminator(STYLE_D_CHANNELS, STYLE_GROUP)
     return train_gan(G, D, data_, steps=steps, loss="non_saturating", penalty="r1", penalty_weight=STYLE_R1,
